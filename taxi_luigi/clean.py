@@ -1,0 +1,255 @@
+"""Raw month file -> clean parquet + quarantine parquet + quality report. Pure: no Luigi here.
+
+DuckDB does the work: it streams the source (csv, csv.gz or parquet) in bounded memory
+and writes parquet directly, so a month never sits in Python memory. Every source
+spelling and physical type is mapped by services.py onto one canonical schema, so
+every month of a service writes byte-for-byte the same parquet schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from taxi_luigi import services, source
+from taxi_luigi.services import REASONS, SOURCE_MONTH, Column, Service
+
+
+class CleanError(Exception):
+    """A month could not be cleaned; nothing was written under a final name."""
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a month's clean data and quarantine go."""
+
+    data: Path
+    quarantine: Path
+
+
+def sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def next_month(month: dt.date) -> dt.date:
+    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+def source_relation(path: Path, fmt: str, label: str) -> str:
+    """A DuckDB table function reading the raw file.
+
+    CSV is read as text with the columns of its own header and no sniffing: the sniffer
+    can take a malformed row for a different dialect and return no rows at all, whereas
+    a strict read fails on that row and names it.
+    """
+    if fmt == ".parquet":
+        return f"read_parquet({sql_literal(str(path))})"
+    header = source.csv_header(path, fmt, label, path.name)
+    columns = ", ".join(f"{sql_literal(name)}: 'VARCHAR'" for name in header)
+    return (
+        f"read_csv({sql_literal(str(path))}, auto_detect = false, header = true, columns = {{{columns}}}, "
+        "delim = ',', quote = '\"', escape = '\"', strict_mode = true)"
+    )
+
+
+def typed_expr(col: Column, source: str | None) -> str:
+    """The SQL that turns one source column into its canonical type.
+
+    TRY_CAST handles every drift seen in real files at once: int64/int32/double ids,
+    "1.0" text, empty strings, timestamps in ns or as text, and columns of no type.
+    """
+    if source is None:
+        return f"NULL::{col.duckdb_type}"
+    ref = sql_ident(source)
+    if col.type == "string":
+        expr = f"NULLIF(TRIM(CAST({ref} AS VARCHAR)), '')"
+        return f"UPPER({expr})" if col.normalize == "upper" else expr
+    return f"TRY_CAST({ref} AS {col.duckdb_type})"
+
+
+def raw_expr(source: str | None) -> str:
+    return "NULL::VARCHAR" if source is None else f"CAST({sql_ident(source)} AS VARCHAR)"
+
+
+def other_expr(names: tuple[str, ...]) -> str:
+    if not names:
+        return "NULL::VARCHAR"
+    fields = ", ".join(f"{sql_ident(n)} := {raw_expr(n)}" for n in names)
+    return f"to_json(struct_pack({fields}))::VARCHAR"
+
+
+def reason_expr(svc: Service, mapped: dict[str, str], month: dt.date) -> str:
+    """The quarantine rules, in order: the first rule a row breaks is its reason."""
+
+    def typed(name: str) -> str:
+        return typed_expr(svc.column(name), mapped.get(name))
+
+    pickup, dropoff = typed("pickup_datetime"), typed("dropoff_datetime")
+    start, end = sql_literal(month.isoformat()), sql_literal(next_month(month).isoformat())
+    rules = []
+    if svc.has_passenger_count:
+        rules.append((f"{typed('passenger_count')} = 0", REASONS[0]))
+    rules += [
+        (f"{pickup} IS NULL", REASONS[1]),
+        (f"{dropoff} < {pickup}", REASONS[2]),
+        (f"{pickup} < TIMESTAMP {start} OR {pickup} >= TIMESTAMP {end}", REASONS[3]),
+    ]
+    whens = " ".join(f"WHEN {cond} THEN {sql_literal(reason)}" for cond, reason in rules)
+    return f"CASE {whens} END"
+
+
+def clean_month(
+    raw: Path,
+    fmt: str,
+    svc: Service,
+    month: dt.date,
+    out: Outputs,
+    *,
+    label: str,
+    memory_limit: str = "400MB",
+    threads: int = 0,
+    temp_dir: Path | None = None,
+    progress: Callable[[int, str], None] | None = None,
+) -> dict:
+    """Clean one month; return its quality report. Outputs appear only when all is written and counted."""
+    started = time.monotonic()
+    say = progress or (lambda pct, msg: None)
+    con = _connect(memory_limit, threads, temp_dir)
+    try:
+        relation = source_relation(raw, fmt, label)
+        columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+        cmap = services.map_columns(svc, columns)
+        month_sql = f"DATE {sql_literal(month.isoformat())}"
+        typed = [f"{typed_expr(c, cmap.mapped.get(c.name))} AS {sql_ident(c.name)}" for c in svc.columns]
+        raw_cols = [f"{raw_expr(cmap.mapped.get(c.name))} AS {sql_ident(c.name)}" for c in svc.columns]
+        other = f"{other_expr(cmap.other)} AS other_columns"
+        reason = reason_expr(svc, cmap.mapped, month)
+        clean_sql = (
+            f"SELECT * EXCLUDE (__reason) FROM (SELECT {', '.join(typed)}, {other}, "
+            f"{month_sql} AS source_month, {reason} AS __reason FROM {relation}) WHERE __reason IS NULL"
+        )
+        quarantine_sql = (
+            f"SELECT * FROM (SELECT {', '.join(raw_cols)}, {other}, {reason} AS reason, "
+            f"{month_sql} AS source_month FROM {relation}) WHERE reason IS NOT NULL"
+        )
+        say(5, "cleaning")
+        with _staged(out.data) as data_tmp, _staged(out.quarantine) as quarantine_tmp:
+            _copy(con, clean_sql, data_tmp)
+            say(60, "writing quarantine")
+            _copy(con, quarantine_sql, quarantine_tmp)
+            say(80, "counting")
+            rows_in = _count_source(con, raw, fmt, relation)
+            report = _report(con, svc, data_tmp, quarantine_tmp, rows_in)
+            _check_schema(svc, data_tmp, label)
+            if report["rows_in"] != report["rows_clean"] + report["rows_quarantined"]:
+                raise CleanError(
+                    f"{label}: {report['rows_in']} rows in but {report['rows_clean']} clean + "
+                    f"{report['rows_quarantined']} quarantined; nothing was written. This is a bug: "
+                    "please report it with the source file."
+                )
+            os.replace(data_tmp, out.data)
+            os.replace(quarantine_tmp, out.quarantine)
+    except duckdb.Error as e:
+        raise CleanError(
+            f"{label}: cannot clean {raw.name}: {str(e).splitlines()[0]}. The raw file may be damaged: "
+            "delete it and rerun to download it again."
+        ) from None
+    except source.SourceError as e:
+        raise CleanError(str(e)) from None
+    except ValueError as e:
+        raise CleanError(f"{label}: {raw.name}: {e}") from None
+    finally:
+        con.close()
+    report.update(
+        service=svc.name,
+        month=f"{month:%Y-%m}",
+        schema_version=services.SCHEMA_VERSION,
+        column_map=cmap.mapped,
+        other_columns=list(cmap.other),
+        ignored_columns=list(cmap.ignored),
+        seconds=round(time.monotonic() - started, 3),
+    )
+    say(100, f"{report['rows_clean']:,} clean, {report['rows_quarantined']:,} quarantined")
+    return report
+
+
+def _connect(memory_limit: str, threads: int, temp_dir: Path | None) -> duckdb.DuckDBPyConnection:
+    # Without statistics propagation DuckDB writes every parquet field as optional; with it, a
+    # column that happens to have no nulls this month would be written as required.
+    config = {
+        "memory_limit": memory_limit,
+        "preserve_insertion_order": False,
+        "disabled_optimizers": "statistics_propagation",
+    }
+    if threads:
+        config["threads"] = threads
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        config["temp_directory"] = str(temp_dir)
+    return duckdb.connect(config=config)
+
+
+class _staged:
+    """A temporary name beside ``final`` that is removed unless the caller renamed it."""
+
+    def __init__(self, final: Path) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.path = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, dest: Path) -> None:
+    con.execute(f"COPY ({query}) TO {sql_literal(str(dest))} (FORMAT parquet, COMPRESSION snappy)")
+
+
+def _count_source(con: duckdb.DuckDBPyConnection, raw: Path, fmt: str, relation: str) -> int:
+    if fmt == ".parquet":
+        return pq.ParquetFile(raw).metadata.num_rows
+    return con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]
+
+
+def _report(con: duckdb.DuckDBPyConnection, svc: Service, data: Path, quarantine: Path, rows_in: int) -> dict:
+    names = [c.name for c in svc.all_columns if c is not SOURCE_MONTH]
+    nulls = ", ".join(f"count(*) - count({sql_ident(n)})" for n in names)
+    row = con.execute(
+        f"SELECT count(*), min(pickup_datetime), max(pickup_datetime), {nulls} "
+        f"FROM read_parquet({sql_literal(str(data))})"
+    ).fetchone()
+    by_reason = dict.fromkeys(REASONS, 0)
+    by_reason.update(
+        con.execute(
+            f"SELECT reason, count(*) FROM read_parquet({sql_literal(str(quarantine))}) GROUP BY reason"
+        ).fetchall()
+    )
+    return {
+        "rows_in": rows_in,
+        "rows_clean": row[0],
+        "rows_quarantined": sum(by_reason.values()),
+        "quarantine_by_reason": by_reason,
+        "pickup_min": row[1].isoformat() if row[1] else None,
+        "pickup_max": row[2].isoformat() if row[2] else None,
+        "null_counts": dict(zip(names, row[3:], strict=True)),
+    }
+
+
+def _check_schema(svc: Service, data: Path, label: str) -> None:
+    written = pq.read_schema(data).remove_metadata()
+    if not written.equals(svc.arrow_schema()):
+        raise CleanError(f"{label}: the clean parquet schema drifted from the canonical one: {written}")

@@ -1,0 +1,70 @@
+"""luigi.Config sections: luigi.cfg, LUIGI_CONFIG_PATH overrides and --section-key flags all reach these.
+
+Class names are the section names, as in Luigi's own ``core`` and ``worker`` sections.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import luigi
+
+PRESETS = {
+    "tlc": "https://d37ci6vzurychx.cloudfront.net/trip-data/{service}_tripdata_{year}-{month:02d}.parquet",
+    "dtc": (
+        "https://github.com/DataTalksClub/nyc-tlc-data/releases/download/"
+        "{service}/{service}_tripdata_{year}-{month:02d}.csv.gz"
+    ),
+}
+
+
+class source(luigi.Config):
+    """Where a month's file comes from."""
+
+    preset = luigi.ChoiceParameter(
+        choices=sorted(PRESETS),
+        default="tlc",
+        description="tlc: the TLC's parquet; dtc: DataTalksClub csv.gz",
+    )
+    url_template = luigi.Parameter(
+        default="",
+        description="Format string with {service}, {year}, {month}; http(s)://, file:// or a path. "
+        "Empty: the preset's template.",
+    )
+    retries = luigi.IntParameter(default=4, description="Retries after a 5xx or a connection error")
+    backoff_seconds = luigi.FloatParameter(default=2.0, description="First retry delay; doubles each time")
+    timeout_seconds = luigi.FloatParameter(default=60.0, description="Socket timeout per read")
+
+    def template(self) -> str:
+        return self.url_template or PRESETS[self.preset]
+
+    def url(self, service: str, year: int, month: int) -> str:
+        return self.template().format(service=service, year=year, month=month)
+
+
+class paths(luigi.Config):
+    """Local working files: raw downloads, clean staging, quality reports."""
+
+    data_dir = luigi.Parameter(default="data")
+
+    def root(self) -> Path:
+        return Path(self.data_dir)
+
+
+class lake(luigi.Config):
+    root = luigi.Parameter(default="data/lake", description="A local directory (gs://bucket/prefix later)")
+
+
+class warehouse(luigi.Config):
+    url = luigi.Parameter(
+        default="duckdb:///data/warehouse.duckdb",
+        description="duckdb:///path (postgresql://, bigquery:// later)",
+    )
+    lock_wait_seconds = luigi.FloatParameter(
+        default=120.0, description="How long to wait for a DuckDB file another process is writing"
+    )
+
+
+class clean(luigi.Config):
+    memory_limit = luigi.Parameter(default="400MB", description="DuckDB memory limit while cleaning a month")
+    threads = luigi.IntParameter(default=0, description="DuckDB threads; 0 = one per core")

@@ -1,0 +1,275 @@
+"""Fetch one month's source file: stream it to a temporary name, verify it, then rename.
+
+The final name only ever holds a file that arrived whole and has the columns of the
+service asked for, so the Download target existing means the download is complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import http.client
+import io
+import os
+import shutil
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from taxi_luigi import services
+
+CHUNK = 1 << 20
+FORMATS = (".csv.gz", ".parquet", ".csv")
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: CloudFront answers 403 for a file that does not exist yet, GitHub releases 404.
+NOT_FOUND_STATUS = frozenset({403, 404, 410})
+
+
+class SourceError(Exception):
+    """A month's source file could not be fetched or is not what it should be."""
+
+
+class NotPublished(SourceError):
+    """The source has no file for this month (yet)."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What was downloaded: recorded next to the raw file and carried into the manifest."""
+
+    url: str
+    format: str
+    bytes: int
+    columns: list[str]
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def file_format(url: str) -> str:
+    """The format follows the file name: .parquet, .csv.gz or .csv."""
+    path = urllib.parse.urlparse(url).path if "://" in url else url
+    for fmt in FORMATS:
+        if path.lower().endswith(fmt):
+            return fmt
+    raise SourceError(f"{url}: cannot tell the format; the file name must end in {', '.join(FORMATS)}")
+
+
+def local_path(url: str) -> Path | None:
+    """The filesystem path of a file:// URL or a plain path; None for http(s)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme in ("http", "https"):
+        return None
+    if parsed.scheme == "file":
+        return Path(urllib.request.url2pathname(parsed.path))
+    if parsed.scheme and len(parsed.scheme) > 1:
+        raise SourceError(f"{url}: unsupported scheme {parsed.scheme!r}; use http(s)://, file:// or a path")
+    return Path(url)
+
+
+ProgressFn = Callable[[int, int | None], None]
+
+
+def fetch(
+    url: str,
+    dest: Path,
+    svc: services.Service,
+    label: str,
+    *,
+    retries: int = 4,
+    backoff: float = 2.0,
+    timeout: float = 60.0,
+    progress: ProgressFn | None = None,
+) -> Fetched:
+    """Download ``url`` to ``dest`` atomically and verify it belongs to ``svc``.
+
+    ``label`` (e.g. "yellow 2021-03") starts every error message, so a failed month in
+    a year's run is named without reading a traceback.
+    """
+    fmt = file_format(url)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        src = local_path(url)
+        if src is None:
+            etag, modified = _http_download(url, part, label, retries, backoff, timeout, progress)
+        else:
+            etag, modified = None, None
+            _copy_local(src, part, label, url)
+        columns = verify(part, fmt, svc, label, url)
+        size = part.stat().st_size
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
+    return Fetched(url, fmt, size, columns, etag, modified)
+
+
+def _copy_local(src: Path, part: Path, label: str, url: str) -> None:
+    try:
+        with open(src, "rb") as fin, open(part, "wb") as fout:
+            shutil.copyfileobj(fin, fout, CHUNK)
+    except FileNotFoundError:
+        raise NotPublished(
+            f"{label}: no file at {url}. Check [source] url_template, or whether the month exists."
+        ) from None
+
+
+def _http_download(
+    url: str,
+    part: Path,
+    label: str,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    progress: ProgressFn | None,
+) -> tuple[str | None, str | None]:
+    """Stream with retries; after a cut connection, resume with a Range request when the server allows."""
+    attempt = 0
+    while True:
+        have = part.stat().st_size if part.exists() else 0
+        headers = {"User-Agent": "taxi-luigi", "Accept-Encoding": "identity"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
+                resumed = resp.status == 206
+                total = _expected_total(resp, have if resumed else 0)
+                with open(part, "ab" if resumed else "wb") as out:
+                    done = have if resumed else 0
+                    while chunk := resp.read(CHUNK):
+                        out.write(chunk)
+                        done += len(chunk)
+                        if progress:
+                            progress(done, total)
+                if total is not None and done != total:
+                    raise http.client.IncompleteRead(b"", total - done)
+                return resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+        except urllib.error.HTTPError as e:
+            if e.code in NOT_FOUND_STATUS:
+                raise NotPublished(
+                    f"{label}: the source has no file at {url} (HTTP {e.code}). The TLC publishes a month "
+                    "about two months after it ends, and the DataTalksClub mirror (preset dtc) stops at "
+                    "2021-07: check the month, or switch [source] preset / url_template."
+                ) from None
+            if e.code == 416:  # our Range start is past the end: the file changed, start over
+                part.unlink(missing_ok=True)
+                error: Exception = e
+            elif e.code not in RETRYABLE_STATUS:
+                raise SourceError(f"{label}: {url} answered HTTP {e.code} {e.reason}; not retried.") from None
+            else:
+                error = e
+        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as e:
+            error = e
+        attempt += 1
+        if attempt > retries:
+            raise SourceError(
+                f"{label}: download of {url} failed after {retries + 1} attempts ({_describe(error)}). "
+                "The file is not marked complete; rerun when the source is reachable."
+            ) from None
+        time.sleep(backoff * 2 ** (attempt - 1))
+
+
+def _expected_total(resp: http.client.HTTPResponse, offset: int) -> int | None:
+    length = resp.headers.get("Content-Length")
+    return offset + int(length) if length and length.isdigit() else None
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, http.client.IncompleteRead):
+        return f"connection closed with {error.expected} bytes still to come"
+    if isinstance(error, urllib.error.URLError):
+        return str(error.reason)
+    return f"{type(error).__name__}: {error}"
+
+
+def verify(path: Path, fmt: str, svc: services.Service, label: str, url: str) -> list[str]:
+    """Check the file is whole and has ``svc``'s columns; return its column names."""
+    size = path.stat().st_size
+    if size == 0:
+        raise SourceError(f"{label}: {url} is empty (0 bytes). Rerun later or check the source.")
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    if _is_html(head):
+        raise SourceError(
+            f"{label}: {url} returned an HTML page, not a {fmt} file (a web page URL instead of the file's "
+            "download URL?). Check [source] url_template."
+        )
+    if fmt == ".parquet":
+        columns = _parquet_columns(path, head, label, url)
+    elif fmt == ".csv.gz":
+        _check_gzip(path, head, label, url)
+        columns = csv_header(path, fmt, label, url)
+    else:
+        columns = csv_header(path, fmt, label, url)
+    _check_columns(svc, columns, label, url)
+    return columns
+
+
+def _is_html(head: bytes) -> bool:
+    text = head.lstrip().lower()
+    return text.startswith((b"<!doctype html", b"<html", b"<?xml")) or b"<html" in text[:256]
+
+
+def _parquet_columns(path: Path, head: bytes, label: str, url: str) -> list[str]:
+    with open(path, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        tail = f.read(4)
+    if head[:4] != b"PAR1" or tail != b"PAR1":
+        raise SourceError(
+            f"{label}: {url} is not a whole parquet file (the PAR1 marker is missing at the "
+            f"{'start' if head[:4] != b'PAR1' else 'end'}: cut short?). Rerun to download it again."
+        )
+    try:
+        return pq.ParquetFile(path).schema_arrow.names
+    except Exception as e:
+        raise SourceError(f"{label}: {url}: the parquet footer cannot be read ({e}).") from None
+
+
+def _check_gzip(path: Path, head: bytes, label: str, url: str) -> None:
+    """Decompress to the end: a gzip cut short fails here, not half-way through cleaning."""
+    if head[:2] != b"\x1f\x8b":
+        raise SourceError(f"{label}: {url} is not gzip-compressed, although its name ends in .csv.gz.")
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(CHUNK):
+                pass
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise SourceError(f"{label}: {url} is a damaged or truncated gzip ({e}). Rerun to download it again.") from None
+
+
+def csv_header(path: Path, fmt: str, label: str, url: str) -> list[str]:
+    """The column names on a csv or csv.gz file's first line."""
+    opener = gzip.open if fmt == ".csv.gz" else open
+    with opener(path, "rb") as f:
+        line = f.readline().decode("utf-8-sig", errors="replace").strip("\r\n")
+    if not line.strip():
+        raise SourceError(f"{label}: {url} has no header line.")
+    return [c.strip() for c in next(csv.reader(io.StringIO(line)))]
+
+
+def _check_columns(svc: services.Service, columns: list[str], label: str, url: str) -> None:
+    missing = services.missing_required(svc, columns)
+    candidates = services.looks_like(columns)
+    if missing or (candidates and candidates[0] != svc.name and svc.name in candidates):
+        found = f"it looks like a {candidates[0]} file" if candidates else "it matches no TLC service"
+        detail = f" (missing {', '.join(missing)})" if missing else ""
+        raise SourceError(
+            f"{label}: {url} is not a {svc.name} file{detail}: {found}; its header is "
+            f"{', '.join(columns[:8])}{'...' if len(columns) > 8 else ''}. Check [source] url_template."
+        )
+    try:
+        services.map_columns(svc, columns)
+    except ValueError as e:
+        raise SourceError(f"{label}: {url}: {e}; fix the file or the aliases in services.py.") from None

@@ -1,0 +1,251 @@
+"""The Luigi tasks: which step needs which, and where each step's output lives.
+
+The work itself is in source, clean, lake and warehouse; a task only wires them and
+reports progress to the scheduler.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import luigi
+
+from taxi_luigi import clean, config, lake, services, source
+from taxi_luigi.warehouse import LoadedTarget, Warehouse, warehouse_for
+
+log = logging.getLogger("luigi-interface.taxi_luigi")
+
+
+def month_label(service: str, month: dt.date) -> str:
+    return f"{service} {month:%Y-%m}"
+
+
+class MonthsParameter(luigi.Parameter):
+    """Months of a year as ``1,2,3`` or ``1-6`` (empty: every month the service has)."""
+
+    def parse(self, x: str) -> tuple[int, ...]:
+        months: set[int] = set()
+        for part in filter(None, (p.strip() for p in str(x).split(","))):
+            low, _, high = part.partition("-")
+            if not (low.isdigit() and (not high or high.isdigit())):
+                raise ValueError(f"--months {x!r}: use month numbers like 1,2,3 or 1-6")
+            months.update(range(int(low), int(high or low) + 1))
+        if bad := sorted(m for m in months if not 1 <= m <= 12):
+            raise ValueError(f"--months {x!r}: {bad} are not months (1-12)")
+        return tuple(sorted(months))
+
+    def serialize(self, x: tuple[int, ...]) -> str:
+        return ",".join(map(str, x))
+
+    def normalize(self, x: object) -> tuple[int, ...]:
+        return self.parse(x) if isinstance(x, str) else tuple(sorted(x))
+
+
+class MonthTask(luigi.Task):
+    """One service's month: the unit of work, of idempotency and of the visualizer's rows."""
+
+    service = luigi.ChoiceParameter(choices=list(services.SERVICES), description="yellow, green, fhv or fhvhv")
+    month = luigi.MonthParameter(description="YYYY-MM")
+
+    @property
+    def svc(self) -> services.Service:
+        return services.service(self.service)
+
+    @property
+    def label(self) -> str:
+        return month_label(self.service, self.month)
+
+    @property
+    def name(self) -> str:
+        return lake.month_name(self.service, self.month)
+
+    def work_dir(self, step: str) -> Path:
+        return config.paths().root() / step / self.service / str(self.month.year)
+
+    def report(self, pct: int, message: str) -> None:
+        self.set_progress_percentage(pct)
+        self.set_status_message(message)
+
+
+class Download(MonthTask):
+    """Fetch the month's file from ``[source] url_template``; complete when the file is verified."""
+
+    def url(self) -> str:
+        return config.source().url(self.service, self.month.year, self.month.month)
+
+    def raw_path(self) -> Path:
+        return self.work_dir("raw") / f"{self.name}{source.file_format(self.url())}"
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(self.raw_path()) + ".source.json")
+
+    def run(self) -> None:
+        cfg = config.source()
+        started, last = time.monotonic(), [0.0]
+
+        def progress(done: int, total: int | None) -> None:
+            if time.monotonic() - last[0] >= 1.0:
+                last[0] = time.monotonic()
+                of = f" of {total / 1e6:,.1f}" if total else ""
+                self.report(int(100 * done / total) if total else 0, f"{done / 1e6:,.1f}{of} MB downloaded")
+
+        fetched = source.fetch(
+            self.url(),
+            self.raw_path(),
+            self.svc,
+            self.label,
+            retries=cfg.retries,
+            backoff=cfg.backoff_seconds,
+            timeout=cfg.timeout_seconds,
+            progress=progress,
+        )
+        with self.output().open("w") as f:
+            json.dump(fetched.to_dict(), f, indent=2)
+        seconds = time.monotonic() - started
+        log.info("%s: downloaded %s bytes in %.1f s", self.label, f"{fetched.bytes:,}", seconds)
+        self.report(100, f"{fetched.bytes / 1e6:,.1f} MB downloaded")
+
+
+class Clean(MonthTask):
+    """Map the month onto the canonical schema, quarantine bad rows, count everything."""
+
+    def requires(self) -> Download:
+        return Download(service=self.service, month=self.month)
+
+    def outputs(self) -> clean.Outputs:
+        base = self.work_dir("clean") / self.name
+        return clean.Outputs(Path(f"{base}.parquet"), Path(f"{base}.quarantine.parquet"))
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(self.work_dir("clean") / f"{self.name}.quality.json"))
+
+    def run(self) -> None:
+        fetched = json.loads(Path(self.input().path).read_text())
+        cfg = config.clean()
+        report = clean.clean_month(
+            self.requires().raw_path(),
+            fetched["format"],
+            self.svc,
+            self.month,
+            self.outputs(),
+            label=self.label,
+            memory_limit=cfg.memory_limit,
+            threads=cfg.threads,
+            temp_dir=config.paths().root() / "tmp",
+            progress=self.report,
+        )
+        report["source"] = fetched
+        with self.output().open("w") as f:
+            json.dump(report, f, indent=2)
+        log.info(
+            "%s: cleaned %s rows (%s quarantined) in %.1f s",
+            self.label,
+            f"{report['rows_in']:,}",
+            f"{report['rows_quarantined']:,}",
+            report["seconds"],
+        )
+
+
+class Publish(MonthTask):
+    """Put the clean month, its quarantine and report in the lake; the manifest goes last."""
+
+    def requires(self) -> Clean:
+        return Clean(service=self.service, month=self.month)
+
+    def lake(self) -> lake.Lake:
+        return lake.lake_for(config.lake().root)
+
+    def output(self) -> lake.ManifestTarget:
+        return lake.ManifestTarget(self.lake(), self.service, self.month)
+
+    def run(self) -> None:
+        outputs = self.requires().outputs()
+        report_path = Path(self.input().path)
+        files = {"data": outputs.data, "quarantine": outputs.quarantine, "report": report_path}
+        self.report(10, "publishing")
+        source_info = json.loads(report_path.read_text())["source"]
+        manifest = self.lake().publish_month(self.service, self.month, files, source_info)
+        log.info("%s: published %s rows to %s", self.label, f"{manifest['rows']:,}", self.output())
+        self.report(100, f"published {manifest['rows']:,} rows")
+
+
+class Load(MonthTask):
+    """Replace the month in the warehouse and log it, atomically; done when the log has this manifest."""
+
+    resources = {"warehouse": 1}  # noqa: RUF012 - Luigi reads this class attribute
+
+    def requires(self) -> Publish:
+        return Publish(service=self.service, month=self.month)
+
+    def output(self) -> LoadedTarget:
+        manifest = self.requires().lake().manifest(self.service, self.month)
+        return LoadedTarget(self.warehouse(), self.service, self.month, manifest and manifest["checksum"])
+
+    def warehouse(self) -> Warehouse:
+        cfg = config.warehouse()
+        return warehouse_for(cfg.url, cfg.lock_wait_seconds)
+
+    def run(self) -> None:
+        started = time.monotonic()
+        the_lake = self.requires().lake()
+        manifest = the_lake.manifest(self.service, self.month)
+        self.report(10, f"verifying {manifest['rows']:,} rows")
+        data = the_lake.verified_copy(manifest, "data", self.label)
+        quarantine = the_lake.verified_copy(manifest, "quarantine", self.label)
+        self.report(30, f"loading {manifest['rows']:,} rows")
+        rows = self.warehouse().replace_month(self.svc, self.month, data, quarantine, manifest)
+        log.info("%s: loaded %s rows in %.1f s", self.label, f"{rows:,}", time.monotonic() - started)
+        self.report(100, f"loaded {rows:,} rows")
+
+
+def year_months(svc: services.Service, year: int, months: tuple[int, ...], today: dt.date) -> list[dt.date]:
+    """The months of ``year`` to load: those asked for, else all the service has up to last month.
+
+    Listed here rather than through RangeMonthly, whose 13-month look-back would
+    schedule nothing for an older year.
+    """
+    last = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    wanted = [dt.date(year, m, 1) for m in (months or range(1, 13))]
+    if months:
+        if early := [m for m in wanted if m < svc.first_month]:
+            raise ValueError(
+                f"{svc.name} {early[0]:%Y-%m}: the TLC's {svc.name} files start at {svc.first_month:%Y-%m}"
+            )
+        if late := [m for m in wanted if m > last]:
+            raise ValueError(f"{svc.name} {late[0]:%Y-%m}: the month has not ended yet")
+        return wanted
+    return [m for m in wanted if svc.first_month <= m <= last]
+
+
+class TaxiYear(luigi.WrapperTask):
+    """Every month of a service's year (or ``--months``), loaded into the warehouse."""
+
+    service = luigi.ChoiceParameter(choices=list(services.SERVICES))
+    year = luigi.IntParameter(description="e.g. 2021")
+    months = MonthsParameter(default=(), description="e.g. 1,2,3 or 1-6; empty: the whole year")
+
+    def requires(self) -> Iterator[Load]:
+        svc = services.service(self.service)
+        for month in year_months(svc, self.year, self.months, dt.date.today()):
+            yield Load(service=self.service, month=month)
+
+
+class YellowYear(TaxiYear):
+    service = "yellow"
+
+
+class GreenYear(TaxiYear):
+    service = "green"
+
+
+class FhvYear(TaxiYear):
+    service = "fhv"
+
+
+class FhvhvYear(TaxiYear):
+    service = "fhvhv"

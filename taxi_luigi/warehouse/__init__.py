@@ -1,0 +1,58 @@
+"""The warehouse: one small interface, one module per backend, chosen by URL in ``warehouse_for``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import luigi
+
+from taxi_luigi.services import Service
+
+LOAD_LOG = "load_log"
+
+
+class WarehouseError(Exception):
+    """A load failed; the month's previous contents and the load log are unchanged."""
+
+
+class Warehouse(ABC):
+    """Month partitions of ``{service}_tripdata`` tables, replaced atomically with their load_log row."""
+
+    @abstractmethod
+    def replace_month(self, svc: Service, month: dt.date, data: Path, quarantine: Path, manifest: dict) -> int:
+        """Replace the month's rows and quarantine and log the load, all or nothing; return rows loaded."""
+
+    @abstractmethod
+    def loaded_checksums(self, service: str) -> dict[dt.date, str]:
+        """The manifest checksum of the latest load of each month of a service."""
+
+    @abstractmethod
+    def load_log(self, service: str | None = None) -> list[dict]:
+        """The latest load of every month, oldest month first."""
+
+
+def warehouse_for(url: str, lock_wait: float = 120.0) -> Warehouse:
+    """The backend for a URL: ``duckdb:///relative/path`` or ``duckdb:////absolute/path``."""
+    if url.startswith("duckdb:///"):
+        from taxi_luigi.warehouse.duckdb import DuckDBWarehouse
+
+        return DuckDBWarehouse(Path(url.removeprefix("duckdb:///")), lock_wait)
+    scheme = url.split("://", 1)[0] if "://" in url else url
+    raise ValueError(f"warehouse url scheme {scheme!r} is not supported in this version; use duckdb:///path")
+
+
+class LoadedTarget(luigi.Target):
+    """Complete when the warehouse's latest load of the month carries this manifest checksum.
+
+    A re-cleaned month has a new checksum, so it is loaded again; a loaded one never twice.
+    """
+
+    def __init__(self, warehouse: Warehouse, service: str, month: dt.date, checksum: str | None) -> None:
+        self.warehouse, self.service, self.month, self.checksum = warehouse, service, month, checksum
+
+    def exists(self) -> bool:
+        if self.checksum is None:
+            return False
+        return self.warehouse.loaded_checksums(self.service).get(self.month) == self.checksum

@@ -1,0 +1,154 @@
+"""The embedded default warehouse: one DuckDB file, one writer at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+from taxi_luigi.services import SOURCE_MONTH, Service
+from taxi_luigi.warehouse import LOAD_LOG, Warehouse, WarehouseError
+
+_LOAD_LOG_DDL = f"""
+CREATE TABLE IF NOT EXISTS {LOAD_LOG} (
+    service VARCHAR NOT NULL,
+    source_month DATE NOT NULL,
+    checksum VARCHAR NOT NULL,
+    rows BIGINT NOT NULL,
+    quarantined BIGINT NOT NULL,
+    lake_object VARCHAR NOT NULL,
+    loaded_at TIMESTAMP NOT NULL
+)"""
+
+_MONTH_CHECK = "CHECK (source_month = date_trunc('month', source_month))"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_columns(svc: Service) -> list[tuple[str, str, bool]]:
+    """(name, DuckDB type, NOT NULL) of the clean table: wrong data cannot load quietly."""
+    required = {"pickup_datetime", SOURCE_MONTH.name}
+    return [(c.name, c.duckdb_type, c.name in required) for c in svc.all_columns]
+
+
+def quarantine_columns(svc: Service) -> list[tuple[str, str, bool]]:
+    """Quarantined values stay text; only the reason and the month are typed and required."""
+    return [
+        (
+            f.name,
+            "DATE" if f.name == SOURCE_MONTH.name else "VARCHAR",
+            f.name in ("reason", SOURCE_MONTH.name),
+        )
+        for f in svc.quarantine_schema()
+    ]
+
+
+class DuckDBWarehouse(Warehouse):
+    """DuckDB allows one writing process per file: connections wait for it, up to ``lock_wait``."""
+
+    def __init__(self, path: Path, lock_wait: float = 120.0) -> None:
+        self.path = path
+        self.lock_wait = lock_wait
+
+    def __repr__(self) -> str:
+        return f"duckdb:///{self.path}"
+
+    @contextlib.contextmanager
+    def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        deadline = time.monotonic() + self.lock_wait
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                    raise WarehouseError(
+                        f"cannot open the DuckDB warehouse {self.path}: {str(e).splitlines()[0]}. "
+                        "Another process is writing it: wait for it to finish, then rerun."
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _ensure_tables(self, con: duckdb.DuckDBPyConnection, svc: Service) -> None:
+        con.execute(_LOAD_LOG_DDL)
+        for table, columns in (
+            (svc.table, table_columns(svc)),
+            (svc.quarantine_table, quarantine_columns(svc)),
+        ):
+            cols = ", ".join(f"{_ident(n)} {t}{' NOT NULL' * required}" for n, t, required in columns)
+            con.execute(f"CREATE TABLE IF NOT EXISTS {_ident(table)} ({cols}, {_MONTH_CHECK})")
+            for name, type_, _ in columns:  # a newer schema version adds columns; older months read null
+                con.execute(f"ALTER TABLE {_ident(table)} ADD COLUMN IF NOT EXISTS {_ident(name)} {type_}")
+
+    def replace_month(self, svc: Service, month: dt.date, data: Path, quarantine: Path, manifest: dict) -> int:
+        with self._connect(read_only=False) as con:
+            self._ensure_tables(con, svc)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table, path in ((svc.table, data), (svc.quarantine_table, quarantine)):
+                    con.execute(f"DELETE FROM {_ident(table)} WHERE source_month = ?", [month])
+                    con.execute(f"INSERT INTO {_ident(table)} BY NAME SELECT * FROM read_parquet(?)", [str(path)])
+                rows, quarantined = (
+                    con.execute(f"SELECT count(*) FROM {_ident(t)} WHERE source_month = ?", [month]).fetchone()[0]
+                    for t in (svc.table, svc.quarantine_table)
+                )
+                if (rows, quarantined) != (manifest["rows"], manifest["quarantined"]):
+                    raise WarehouseError(
+                        f"{svc.name} {month:%Y-%m}: loaded {rows} rows and {quarantined} quarantined but the "
+                        f"manifest says {manifest['rows']} and {manifest['quarantined']}; rolled back."
+                    )
+                con.execute(
+                    f"INSERT INTO {LOAD_LOG} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        svc.name,
+                        month,
+                        manifest["checksum"],
+                        rows,
+                        quarantined,
+                        manifest["objects"]["data"]["key"],
+                        dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+                    ],
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return rows
+
+    def loaded_checksums(self, service: str) -> dict[dt.date, str]:
+        rows = self._query(
+            f"SELECT source_month, arg_max(checksum, loaded_at) FROM {LOAD_LOG} WHERE service = ? GROUP BY 1",
+            [service],
+        )
+        return dict(rows)
+
+    def load_log(self, service: str | None = None) -> list[dict]:
+        rows = self._query(
+            f"SELECT service, source_month, arg_max(checksum, loaded_at), arg_max(rows, loaded_at), "
+            f"arg_max(quarantined, loaded_at), max(loaded_at) FROM {LOAD_LOG} "
+            "WHERE ? IS NULL OR service = ? GROUP BY 1, 2 ORDER BY 1, 2",
+            [service, service],
+        )
+        keys = ("service", "month", "checksum", "rows", "quarantined", "loaded_at")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def _query(self, sql: str, params: list) -> list[tuple]:
+        if not self.path.exists():
+            return []
+        with self._connect(read_only=True) as con:
+            if not con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [LOAD_LOG]
+            ).fetchone()[0]:
+                return []
+            return con.execute(sql, params).fetchall()

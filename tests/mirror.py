@@ -1,0 +1,53 @@
+"""A real HTTP server on 127.0.0.1 serving a sample mirror, counting requests and injecting faults."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections import Counter
+from pathlib import Path
+
+
+class MirrorServer:
+    """Serves ``root``; ``faults[path]`` is a list of (status, body) answers given before the file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: Counter[str] = Counter()
+        self.faults: dict[str, list[tuple[int, bytes]]] = {}
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests[self.path] += 1
+                pending = server.faults.get(self.path)
+                if pending:
+                    status, body = pending.pop(0)
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                super().do_GET()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def template(self, ext: str = ".parquet") -> str:
+        return self.url + "/{service}/{service}_tripdata_{year}-{month:02d}" + ext
+
+    def downloads(self) -> int:
+        return sum(self.requests.values())
+
+    def __enter__(self) -> MirrorServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
