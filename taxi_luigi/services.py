@@ -79,6 +79,8 @@ class Service:
     description: str
     #: Canonical columns a file must have to be this service's file (checked before cleaning).
     required: tuple[str, ...] = ("pickup_datetime", "dropoff_datetime")
+    #: The first month whose layout services.py maps (None: every month since first_month).
+    mapped_from: dt.date | None = None
 
     @property
     def all_columns(self) -> tuple[Column, ...]:
@@ -155,6 +157,8 @@ YELLOW = Service(
     ),
     "Yellow medallion taxis (tpep_ columns).",
     ("pickup_datetime", "dropoff_datetime", "total_amount"),
+    # 2009-2010 carry coordinates and coded strings ("CMT", "CSH") that need their own mapping.
+    mapped_from=dt.date(2011, 1, 1),
 )
 
 GREEN = Service(
@@ -245,6 +249,17 @@ def service(name: str) -> Service:
         return SERVICES[name]
     except KeyError:
         raise ValueError(f"unknown service {name!r}: choose one of {', '.join(SERVICES)}") from None
+
+
+def check_month(svc: Service, month: dt.date) -> None:
+    """Refuse a month the service has no file for, or whose layout is not mapped yet."""
+    if month < svc.first_month:
+        raise ValueError(f"{svc.name} {month:%Y-%m}: the TLC's {svc.name} files start at {svc.first_month:%Y-%m}")
+    if svc.mapped_from and month < svc.mapped_from:
+        raise ValueError(
+            f"{svc.name} {month:%Y-%m}: months before {svc.mapped_from:%Y-%m} use an older layout "
+            "(coordinates instead of zone ids, coded strings) that this version does not map yet"
+        )
 
 
 @dataclass(frozen=True)

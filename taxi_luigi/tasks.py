@@ -52,6 +52,10 @@ class MonthTask(luigi.Task):
     service = luigi.ChoiceParameter(choices=list(services.SERVICES), description="yellow, green, fhv or fhvhv")
     month = luigi.MonthParameter(description="YYYY-MM")
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        services.check_month(self.svc, self.month)
+
     @property
     def svc(self) -> services.Service:
         return services.service(self.service)
@@ -211,15 +215,13 @@ def year_months(svc: services.Service, year: int, months: tuple[int, ...], today
     """
     last = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
     wanted = [dt.date(year, m, 1) for m in (months or range(1, 13))]
-    if months:
-        if early := [m for m in wanted if m < svc.first_month]:
-            raise ValueError(
-                f"{svc.name} {early[0]:%Y-%m}: the TLC's {svc.name} files start at {svc.first_month:%Y-%m}"
-            )
-        if late := [m for m in wanted if m > last]:
-            raise ValueError(f"{svc.name} {late[0]:%Y-%m}: the month has not ended yet")
-        return wanted
-    return [m for m in wanted if svc.first_month <= m <= last]
+    if not months:
+        wanted = [m for m in wanted if svc.first_month <= m <= last]
+    for month in wanted:
+        services.check_month(svc, month)
+        if month > last:
+            raise ValueError(f"{svc.name} {month:%Y-%m}: the month has not ended yet")
+    return wanted
 
 
 class TaxiYear(luigi.WrapperTask):

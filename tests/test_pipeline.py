@@ -127,3 +127,10 @@ def test_year_lists_its_own_months():
     assert year_months(services.YELLOW, 2026, (), today)[-1] == dt.date(2026, 10, 1)
     with pytest.raises(ValueError, match="fhvhv 2019-01: the TLC's fhvhv files start at 2019-02"):
         year_months(services.FHVHV, 2019, (1,), today)
+
+
+def test_a_month_without_a_mapped_layout_is_refused_with_a_reason():
+    with pytest.raises(ValueError, match="yellow 2010-05: months before 2011-01 use an older layout"):
+        Load(service="yellow", month=dt.date(2010, 5, 1))
+    with pytest.raises(ValueError, match="yellow 2010-01: months before 2011-01"):
+        year_months(services.YELLOW, 2010, (), dt.date(2026, 11, 27))

@@ -1,0 +1,88 @@
+"""The commands a user types, run as subprocesses from the repo root: the card's command and the demo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from taxi_luigi import sample
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def luigi_cli(*args: str, override: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LUIGI_CONFIG_PATH": str(override)}
+    return subprocess.run(
+        [str(BIN / "luigi"), "--module", "taxi_luigi", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def override_file(tmp_path: Path, template: str) -> Path:
+    cfg = tmp_path / "override.cfg"
+    cfg.write_text(
+        f"[source]\nurl_template = {template}\nretries = 1\nbackoff_seconds = 0.05\n"
+        f"[paths]\ndata_dir = {tmp_path / 'data'}\n[lake]\nroot = {tmp_path / 'lake'}\n"
+        f"[warehouse]\nurl = duckdb:///{tmp_path / 'wh.duckdb'}\n"
+    )
+    return cfg
+
+
+def months_loaded(db: Path, table: str) -> dict[str, int]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(f"SELECT source_month, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall()
+    return {f"{m:%Y-%m}": n for m, n in rows}
+
+
+def test_the_cards_command_loads_the_year_and_a_rerun_does_nothing(mirror, tmp_path):
+    truths = sample.write_mirror(mirror.root, ["yellow"], 2021, range(1, 13), "tlc", 200)
+    cfg = override_file(tmp_path, mirror.template())
+
+    first = luigi_cli("YellowYear", "--year", "2021", override=cfg)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert months_loaded(tmp_path / "wh.duckdb", "yellow_tripdata") == {f"2021-{t.month:02d}": t.clean for t in truths}
+    assert mirror.downloads() == 12
+
+    again = luigi_cli("YellowYear", "--year", "2021", override=cfg)
+    assert again.returncode == 0
+    assert mirror.downloads() == 12
+    assert "complete ones were encountered" in again.stderr
+
+
+def test_a_failed_month_makes_the_run_exit_non_zero_and_names_it(mirror, tmp_path):
+    (june,) = sample.write_mirror(mirror.root, ["green"], 2021, [6], "dtc", 200)
+    cfg = override_file(tmp_path, mirror.template(".csv.gz"))
+    run = luigi_cli("TaxiYear", "--service", "green", "--year", "2021", "--months", "6,7,8", override=cfg)
+    assert run.returncode == 30  # [retcode] task_failed in luigi.cfg
+    assert "green 2021-08: the source has no file at" in run.stderr
+    assert "switch [source] preset / url_template" in run.stderr
+    assert months_loaded(tmp_path / "wh.duckdb", "green_tripdata") == {"2021-06": june.clean}
+
+
+def test_the_demo_runs_offline_and_prints_its_summary(tmp_path):
+    demo = subprocess.run(
+        [str(BIN / "taxi-luigi"), "demo", "--rows", "400", "--data-dir", str(tmp_path / "demo")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert "second run" in demo.stdout and ", 0 downloads" in demo.stdout
+    lines = [line.split() for line in demo.stdout.splitlines() if line.startswith(("yellow ", "fhvhv "))]
+    assert len(lines) == 6
+    with duckdb.connect(str(tmp_path / "demo" / "warehouse.duckdb"), read_only=True) as con:
+        total = con.execute("SELECT sum(rows) FROM load_log").fetchone()[0]
+    assert f"{total:,}" in demo.stdout
