@@ -23,10 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-SERVICES = ("yellow", "green", "fhv", "fhvhv")
+from taxi_luigi.services import SERVICES as _CANONICAL
+
+SERVICES = tuple(_CANONICAL)
 FORMATS = ("tlc", "dtc")  # tlc = TLC's own parquet files; dtc = DataTalksClub csv.gz mirror
 QUIRKS = ("ns_timestamps", "index_column", "text_passenger_count", "no_vendor_rows")
-REASONS = ("passenger_count_zero", "missing_pickup", "dropoff_before_pickup", "pickup_outside_month")
 
 _TAXIS = ("yellow", "green")
 # Which services and formats each quirk can touch; any other combination ignores it.
