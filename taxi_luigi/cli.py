@@ -42,7 +42,7 @@ def serve(directory: Path) -> Iterator[tuple[str, type[_CountingHandler]]]:
     """Serve ``directory`` on a free port of 127.0.0.1 until the block ends."""
     handler = type("Handler", (_CountingHandler,), {"requests": 0})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", handler

@@ -10,12 +10,16 @@ from pathlib import Path
 
 
 class MirrorServer:
-    """Serves ``root``; ``faults[path]`` is a list of (status, body) answers given before the file."""
+    """Serves ``root``; ``faults[path]`` is a list of answers given before the file.
+
+    An answer is (status, body) or (status, body, content_length): a Content-Length larger
+    than the body makes the server close the connection mid-body.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.requests: Counter[str] = Counter()
-        self.faults: dict[str, list[tuple[int, bytes]]] = {}
+        self.faults: dict[str, list[tuple]] = {}
         server = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -23,11 +27,12 @@ class MirrorServer:
                 server.requests[self.path] += 1
                 pending = server.faults.get(self.path)
                 if pending:
-                    status, body = pending.pop(0)
+                    status, body, *length = pending.pop(0)
                     self.send_response(status)
-                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Content-Length", str(length[0] if length else len(body)))
                     self.end_headers()
                     self.wfile.write(body)
+                    self.close_connection = True
                     return
                 super().do_GET()
 
@@ -36,7 +41,7 @@ class MirrorServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def template(self, ext: str = ".parquet") -> str:
         return self.url + "/{service}/{service}_tripdata_{year}-{month:02d}" + ext

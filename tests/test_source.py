@@ -55,6 +55,17 @@ def test_5xx_is_retried_then_succeeds(mirror, tmp_path):
     assert dest.read_bytes() == truth.path.read_bytes()
 
 
+def test_a_body_cut_short_is_fetched_again_and_ends_byte_identical(mirror, tmp_path):
+    truth = sample.write_month(mirror.root, "yellow", 2021, 3, "tlc", 3000)
+    data = truth.path.read_bytes()
+    path = f"/yellow/{truth.path.name}"
+    mirror.faults[path] = [(200, data[:10_000], len(data))]  # the connection drops after 10 kB
+    dest = tmp_path / truth.path.name
+    _fetch(mirror, path[1:], dest)
+    assert mirror.requests[path] == 2
+    assert dest.read_bytes() == data
+
+
 def test_5xx_forever_gives_up_with_a_clear_error(mirror, tmp_path):
     truth = sample.write_month(mirror.root, "yellow", 2021, 3, "tlc", 300)
     path = f"/yellow/{truth.path.name}"
