@@ -69,10 +69,13 @@ class DuckDBWarehouse(Warehouse):
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 break
             except duckdb.IOException as e:
-                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                reason = str(e).splitlines()[0]
+                if "lock" not in reason.lower():
+                    raise WarehouseError(f"cannot open the DuckDB warehouse {self.path}: {reason}") from None
+                if time.monotonic() > deadline:
                     raise WarehouseError(
-                        f"cannot open the DuckDB warehouse {self.path}: {str(e).splitlines()[0]}. "
-                        "Another process is writing it: wait for it to finish, then rerun."
+                        f"the DuckDB warehouse {self.path} is held by another process ({reason}); waited "
+                        f"{self.lock_wait:.0f} s ([warehouse] lock_wait_seconds). Rerun when it has finished."
                     ) from None
                 time.sleep(0.2)
         try:
