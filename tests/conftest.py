@@ -39,7 +39,7 @@ class Pipeline:
         self.monkeypatch = monkeypatch
         self.configure()
 
-    def configure(self, url_template: str = "", **extra: str) -> None:
+    def configure(self, url_template: str = "") -> None:
         """Write the override file and make Luigi read luigi.cfg + it afresh."""
         lines = [
             "[paths]",
@@ -55,9 +55,6 @@ class Pipeline:
             "backoff_seconds = 0.05",
             "timeout_seconds = 5",
         ]
-        for key, value in extra.items():
-            section, option = key.split("__")
-            lines += [f"[{section}]", f"{option} = {value}"]
         self.cfg.write_text("\n".join(lines) + "\n")
         self.monkeypatch.setattr(LuigiConfigParser, "_config_paths", [str(REPO / "luigi.cfg"), str(self.cfg)])
         self.monkeypatch.setattr(LuigiConfigParser, "_instance", None)
