@@ -88,6 +88,11 @@ class Download(MonthTask):
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.raw_path()) + ".source.json")
 
+    def discard(self) -> None:
+        """Forget a download that Clean found damaged past the header, so the next run fetches it again."""
+        Path(self.output().path).unlink(missing_ok=True)
+        self.raw_path().unlink(missing_ok=True)
+
     def run(self) -> None:
         cfg = config.source()
         started, last = time.monotonic(), [0.0]
@@ -131,18 +136,23 @@ class Clean(MonthTask):
     def run(self) -> None:
         fetched = json.loads(Path(self.input().path).read_text())
         cfg = config.clean()
-        report = clean.clean_month(
-            self.requires().raw_path(),
-            fetched["format"],
-            self.svc,
-            self.month,
-            self.outputs(),
-            label=self.label,
-            memory_limit=cfg.memory_limit,
-            threads=cfg.threads,
-            temp_dir=config.paths().root() / "tmp",
-            progress=self.report,
-        )
+        download = self.requires()
+        try:
+            report = clean.clean_month(
+                download.raw_path(),
+                fetched["format"],
+                self.svc,
+                self.month,
+                self.outputs(),
+                label=self.label,
+                memory_limit=cfg.memory_limit,
+                threads=cfg.threads,
+                temp_dir=config.paths().root() / "tmp",
+                progress=self.report,
+            )
+        except source.DamagedSource as e:
+            download.discard()
+            raise source.DamagedSource(f"{e} The download was discarded: rerun to fetch it again.") from None
         report["source"] = fetched
         with self.output().open("w") as f:
             json.dump(report, f, indent=2)
