@@ -11,6 +11,7 @@ from luigi.execution_summary import LuigiStatusCode
 
 from taxi_luigi import sample, services
 from taxi_luigi.tasks import Clean, Download, Load, TaxiYear, year_months
+from taxi_luigi.warehouse.duckdb import DuckDBWarehouse
 
 ROWS = 1500
 
@@ -33,7 +34,7 @@ def test_every_service_and_format_loads_exact_counts(mirror, pipeline, service, 
     assert log == {f"{year}-{t.month:02d}": (t.clean, sum(t.reasons.values())) for t in truths}
 
 
-def test_rerun_of_a_finished_year_downloads_nothing_and_changes_nothing(mirror, pipeline):
+def test_rerun_of_a_finished_year_downloads_nothing_and_changes_nothing(mirror, pipeline, monkeypatch):
     sample.write_mirror(mirror.root, ["yellow"], 2022, range(1, 13), "tlc", 300)
     pipeline.configure(mirror.template())
     assert pipeline.run(TaxiYear(service="yellow", year=2022)).status == LuigiStatusCode.SUCCESS
@@ -41,10 +42,14 @@ def test_rerun_of_a_finished_year_downloads_nothing_and_changes_nothing(mirror, 
     before_log = pipeline.warehouse.load_log()
     outputs = sorted(p for p in pipeline.data.rglob("*") if p.is_file())
     mtimes = {p: p.stat().st_mtime_ns for p in outputs}
+    opened = []  # a spy: the real connection is made, and counted
+    real_connect = DuckDBWarehouse._connect
+    monkeypatch.setattr(DuckDBWarehouse, "_connect", lambda wh, **kw: opened.append(kw) or real_connect(wh, **kw))
 
     result = pipeline.run(TaxiYear(service="yellow", year=2022))
 
     assert result.status == LuigiStatusCode.SUCCESS
+    assert opened == [{"read_only": True}]  # one look at the warehouse for the whole year
     assert "ran successfully" not in result.summary_text
     assert mirror.downloads() == 12
     assert pipeline.warehouse.load_log() == before_log
