@@ -8,19 +8,19 @@ every month of a service writes byte-for-byte the same parquet schema.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 
+from taxi_luigi import progress as progress_of
 from taxi_luigi import services, source
 from taxi_luigi.services import REASONS, SOURCE_MONTH, Column, Service
 
@@ -127,29 +127,41 @@ def clean_month(
 ) -> dict:
     """Clean one month; return its quality report. Outputs appear only when all is written and counted.
 
-    The source is read twice, once for the clean rows and once for the quarantine: DuckDB
-    has no query with two outputs, and a staging copy of the whole month costs more than
-    a second scan (benchmarks/RESULTS.md).
+    The source is scanned twice, once for the clean rows and once for the quarantine: DuckDB
+    has no statement with two outputs, and a staged or partitioned copy of the whole month
+    costs more than a second scan (benchmarks/analysis.md).
     """
     started = time.monotonic()
     say = progress or (lambda pct, msg: None)
     con = _connect(memory_limit, threads, temp_dir)
     try:
-        with _staged(out.data) as data_tmp, _staged(out.quarantine) as quarantine_tmp:
-            with _staged(out.data.with_suffix(".csv")) as text_tmp:
-                say(1, "reading the source")
-                readable, rows_in = _readable(raw, fmt, text_tmp, label)
-                relation = source_relation(readable, ".csv" if fmt != ".parquet" else fmt, label)
-                columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
-                cmap = services.map_columns(svc, columns)
-                clean_sql, quarantine_sql = month_queries(svc, cmap, month, relation)
-                with _watch(con, say, 20, 85, rows_in, "cleaned"):
+        with (
+            _staged(out.data) as data_tmp,
+            _staged(out.quarantine) as quarantine_tmp,
+            _staged(out.data.with_suffix(".csv")) as text_tmp,
+            ThreadPoolExecutor(1) as pool,
+        ):
+            # DuckDB reads gzip on one thread: the other core unpacks the text for the second scan meanwhile.
+            unpacked = pool.submit(_readable, raw, fmt, text_tmp, label)
+            relation = source_relation(raw, fmt, label)
+            columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+            cmap = services.map_columns(svc, columns)
+            clean_sql, _ = month_queries(svc, cmap, month, relation)
+            say(1, "cleaning")
+            try:
+                with progress_of.watch(con, say, 1, 80, lambda: _known(unpacked), "cleaned"):
                     _copy(con, clean_sql, data_tmp)
-                with _watch(con, say, 85, 95, rows_in, "checked for quarantine"):
-                    _copy(con, quarantine_sql, quarantine_tmp)
-                report = _report(con, svc, data_tmp, quarantine_tmp, rows_in)
-                if fmt != ".parquet" and rows_in != report["rows_clean"] + report["rows_quarantined"]:
-                    report["rows_in"] = source.csv_rows(readable)  # DuckDB skips blank lines
+            except duckdb.Error:
+                unpacked.result()  # a damaged gzip is reported as such, so the task can fetch it again
+                raise
+            readable, rows_in = unpacked.result()
+            relation = source_relation(readable, ".parquet" if fmt == ".parquet" else ".csv", label)
+            _, quarantine_sql = month_queries(svc, cmap, month, relation)
+            with progress_of.watch(con, say, 80, 95, lambda: rows_in, "checked for quarantine"):
+                _copy(con, quarantine_sql, quarantine_tmp)
+            report = _report(con, svc, data_tmp, quarantine_tmp, rows_in)
+            if fmt != ".parquet" and rows_in != report["rows_clean"] + report["rows_quarantined"]:
+                report["rows_in"] = source.csv_rows(readable)  # DuckDB skips blank lines
             _check_schema(svc, data_tmp, label)
             if report["rows_in"] != report["rows_clean"] + report["rows_quarantined"]:
                 raise CleanError(
@@ -200,32 +212,14 @@ def month_queries(svc: Service, cmap: services.ColumnMap, month: dt.date, relati
 
 
 def _readable(raw: Path, fmt: str, text: Path, label: str) -> tuple[Path, int]:
-    """The file DuckDB should read, and the source's row count, taken apart from DuckDB's reading."""
+    """The file for the second scan, and the source's row count, taken apart from DuckDB's reading."""
     if fmt == ".parquet":
         return raw, pq.ParquetFile(raw).metadata.num_rows
     return source.csv_text(raw, fmt, text, label)
 
 
-@contextlib.contextmanager
-def _watch(
-    con: duckdb.DuckDBPyConnection, say: Callable[[int, str], None], low: int, high: int, rows: int, done: str
-) -> Iterator[None]:
-    """Report DuckDB's progress on the running query, scaled to ``low..high`` percent, every second."""
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.wait(1.0):
-            pct = con.query_progress()
-            if pct >= 0:
-                say(low + int((high - low) * pct / 100), f"{int(rows * pct / 100):,} of {rows:,} rows {done}")
-
-    watcher = threading.Thread(target=poll, daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        watcher.join()
+def _known(unpacked: Future[tuple[Path, int]]) -> int | None:
+    return unpacked.result()[1] if unpacked.done() and not unpacked.exception() else None
 
 
 def _connect(memory_limit: str, threads: int, temp_dir: Path | None) -> duckdb.DuckDBPyConnection:
@@ -241,10 +235,7 @@ def _connect(memory_limit: str, threads: int, temp_dir: Path | None) -> duckdb.D
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
         config["temp_directory"] = str(temp_dir)
-    con = duckdb.connect(config=config)
-    # Progress is tracked for query_progress() but never drawn on the worker's terminal.
-    con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false; SET progress_bar_time = 0")
-    return con
+    return progress_of.track(duckdb.connect(config=config))
 
 
 class _staged:

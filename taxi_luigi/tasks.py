@@ -202,7 +202,7 @@ class Load(MonthTask):
 
     def warehouse(self) -> Warehouse:
         cfg = config.warehouse()
-        return warehouse_for(cfg.url, cfg.lock_wait_seconds)
+        return warehouse_for(cfg.url, lock_wait=cfg.lock_wait_seconds, memory_limit=cfg.memory_limit)
 
     def run(self) -> None:
         started = time.monotonic()
@@ -212,7 +212,7 @@ class Load(MonthTask):
         data = the_lake.verified_copy(manifest, "data", self.label)
         quarantine = the_lake.verified_copy(manifest, "quarantine", self.label)
         self.report(30, f"loading {manifest['rows']:,} rows")
-        rows = self.warehouse().replace_month(self.svc, self.month, data, quarantine, manifest)
+        rows = self.warehouse().replace_month(self.svc, self.month, data, quarantine, manifest, self.report)
         log.info("%s: loaded %s rows in %.1f s", self.label, f"{rows:,}", time.monotonic() - started)
         self.report(100, f"loaded {rows:,} rows")
 

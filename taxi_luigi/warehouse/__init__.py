@@ -8,6 +8,7 @@ from pathlib import Path
 
 import luigi
 
+from taxi_luigi.progress import Say
 from taxi_luigi.services import Service
 
 LOAD_LOG = "load_log"
@@ -21,7 +22,9 @@ class Warehouse(ABC):
     """Month partitions of ``{service}_tripdata`` tables, replaced atomically with their load_log row."""
 
     @abstractmethod
-    def replace_month(self, svc: Service, month: dt.date, data: Path, quarantine: Path, manifest: dict) -> int:
+    def replace_month(
+        self, svc: Service, month: dt.date, data: Path, quarantine: Path, manifest: dict, progress: Say | None = None
+    ) -> int:
         """Replace the month's rows and quarantine and log the load, all or nothing; return rows loaded."""
 
     @abstractmethod
@@ -33,12 +36,12 @@ class Warehouse(ABC):
         """The latest load of every month, oldest month first."""
 
 
-def warehouse_for(url: str, lock_wait: float = 120.0) -> Warehouse:
+def warehouse_for(url: str, *, lock_wait: float = 120.0, memory_limit: str = "400MB") -> Warehouse:
     """The backend for a URL: ``duckdb:///relative/path`` or ``duckdb:////absolute/path``."""
     if url.startswith("duckdb:///"):
         from taxi_luigi.warehouse.duckdb import DuckDBWarehouse
 
-        return DuckDBWarehouse(Path(url.removeprefix("duckdb:///")), lock_wait)
+        return DuckDBWarehouse(Path(url.removeprefix("duckdb:///")), lock_wait, memory_limit)
     scheme = url.split("://", 1)[0] if "://" in url else url
     raise ValueError(f"warehouse url scheme {scheme!r} is not supported in this version; use duckdb:///path")
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import duckdb
 
+from taxi_luigi import progress as progress_of
+from taxi_luigi.progress import Say
 from taxi_luigi.services import SOURCE_MONTH, Service
 from taxi_luigi.warehouse import LOAD_LOG, Warehouse, WarehouseError
 
@@ -52,9 +54,10 @@ def quarantine_columns(svc: Service) -> list[tuple[str, str, bool]]:
 class DuckDBWarehouse(Warehouse):
     """DuckDB allows one writing process per file: connections wait for it, up to ``lock_wait``."""
 
-    def __init__(self, path: Path, lock_wait: float = 120.0) -> None:
+    def __init__(self, path: Path, lock_wait: float = 120.0, memory_limit: str = "400MB") -> None:
         self.path = path
         self.lock_wait = lock_wait
+        self.memory_limit = memory_limit
 
     def __repr__(self) -> str:
         return f"duckdb:///{self.path}"
@@ -66,7 +69,7 @@ class DuckDBWarehouse(Warehouse):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only, config={"memory_limit": self.memory_limit})
                 break
             except duckdb.IOException as e:
                 reason = str(e).splitlines()[0]
@@ -94,14 +97,22 @@ class DuckDBWarehouse(Warehouse):
             for name, type_, _ in columns:  # a newer schema version adds columns; older months read null
                 con.execute(f"ALTER TABLE {_ident(table)} ADD COLUMN IF NOT EXISTS {_ident(name)} {type_}")
 
-    def replace_month(self, svc: Service, month: dt.date, data: Path, quarantine: Path, manifest: dict) -> int:
+    def replace_month(
+        self, svc: Service, month: dt.date, data: Path, quarantine: Path, manifest: dict, progress: Say | None = None
+    ) -> int:
+        say = progress or (lambda pct, msg: None)
         with self._connect(read_only=False) as con:
             self._ensure_tables(con, svc)
+            progress_of.track(con)
             con.execute("BEGIN TRANSACTION")
             try:
-                for table, path in ((svc.table, data), (svc.quarantine_table, quarantine)):
+                for table, path, rows in (
+                    (svc.table, data, manifest["rows"]),
+                    (svc.quarantine_table, quarantine, manifest["quarantined"]),
+                ):
                     con.execute(f"DELETE FROM {_ident(table)} WHERE source_month = ?", [month])
-                    con.execute(f"INSERT INTO {_ident(table)} BY NAME SELECT * FROM read_parquet(?)", [str(path)])
+                    with progress_of.watch(con, say, 30, 90, lambda rows=rows: rows, f"loaded into {table}"):
+                        con.execute(f"INSERT INTO {_ident(table)} BY NAME SELECT * FROM read_parquet(?)", [str(path)])
                 rows, quarantined = (
                     con.execute(f"SELECT count(*) FROM {_ident(t)} WHERE source_month = ?", [month]).fetchone()[0]
                     for t in (svc.table, svc.quarantine_table)
