@@ -63,7 +63,7 @@ class warehouse(luigi.Config):
     lock_wait_seconds = luigi.FloatParameter(
         default=120.0, description="How long to wait for a DuckDB file another process is writing"
     )
-    memory_limit = luigi.Parameter(default="400MB", description="DuckDB memory limit while loading a month")
+    memory_limit = luigi.Parameter(default="300MB", description="DuckDB memory limit while loading a month")
 
 
 class clean(luigi.Config):

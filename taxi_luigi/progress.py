@@ -19,16 +19,22 @@ def track(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 
 @contextlib.contextmanager
 def watch(
-    con: duckdb.DuckDBPyConnection, say: Say, low: int, high: int, rows: Callable[[], int | None], done: str
+    con: duckdb.DuckDBPyConnection,
+    say: Say,
+    low: int,
+    high: int,
+    rows: Callable[[], int | None],
+    done: str,
+    every: float = 1.0,
 ) -> Iterator[None]:
-    """Every second while the block runs, report ``con``'s progress scaled to ``low..high`` percent.
+    """Every ``every`` seconds while the block runs, report ``con``'s progress scaled to ``low..high`` percent.
 
     ``rows`` gives the statement's total rows, or None while it is not known yet.
     """
     stop = threading.Event()
 
     def poll() -> None:
-        while not stop.wait(1.0):
+        while not stop.wait(every):
             pct = con.query_progress()
             if pct < 0:
                 continue

@@ -181,10 +181,12 @@ class Publish(MonthTask):
         outputs = self.requires().outputs()
         report_path = Path(self.input().path)
         files = {"data": outputs.data, "quarantine": outputs.quarantine, "report": report_path}
+        started = time.monotonic()
         self.report(10, "publishing")
         source_info = json.loads(report_path.read_text())["source"]
         manifest = self.lake().publish_month(self.service, self.month, files, source_info)
-        log.info("%s: published %s rows to %s", self.label, f"{manifest['rows']:,}", self.output())
+        seconds = time.monotonic() - started
+        log.info("%s: published %s rows to %s in %.1f s", self.label, f"{manifest['rows']:,}", self.output(), seconds)
         self.report(100, f"published {manifest['rows']:,} rows")
 
 

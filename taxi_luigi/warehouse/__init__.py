@@ -36,7 +36,7 @@ class Warehouse(ABC):
         """The latest load of every month, oldest month first."""
 
 
-def warehouse_for(url: str, *, lock_wait: float = 120.0, memory_limit: str = "400MB") -> Warehouse:
+def warehouse_for(url: str, *, lock_wait: float = 120.0, memory_limit: str = "300MB") -> Warehouse:
     """The backend for a URL: ``duckdb:///relative/path`` or ``duckdb:////absolute/path``."""
     if url.startswith("duckdb:///"):
         from taxi_luigi.warehouse.duckdb import DuckDBWarehouse

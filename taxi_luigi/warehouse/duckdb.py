@@ -54,12 +54,12 @@ def quarantine_columns(svc: Service) -> list[tuple[str, str, bool]]:
 class DuckDBWarehouse(Warehouse):
     """DuckDB allows one writing process per file: connections wait for it, up to ``lock_wait``."""
 
-    def __init__(self, path: Path, lock_wait: float = 120.0, memory_limit: str = "400MB") -> None:
+    def __init__(self, path: Path, lock_wait: float = 120.0, memory_limit: str = "300MB") -> None:
         self.path = path
         self.lock_wait = lock_wait
         # Rows of a month have no order worth keeping, and without it DuckDB writes row groups in
         # parallel as they come instead of holding the month in memory: 2.8 s instead of 7.5 s for
-        # 7.3M rows under 400MB (benchmarks/analysis.md).
+        # 7.3M rows under a memory limit (benchmarks/analysis.md).
         self._config = {"memory_limit": memory_limit, "preserve_insertion_order": False}
 
     def __repr__(self) -> str:
