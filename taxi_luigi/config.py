@@ -52,7 +52,23 @@ class paths(luigi.Config):
 
 
 class lake(luigi.Config):
-    root = luigi.Parameter(default="data/lake", description="A local directory (gs://bucket/prefix later)")
+    root = luigi.Parameter(default="data/lake", description="gs://bucket/prefix, or a local directory")
+
+
+class gcp(luigi.Config):
+    """One project and one location for the bucket check, the BigQuery dataset and every job."""
+
+    project = luigi.Parameter(default="", description="Empty: the project of the Application Default Credentials")
+    location = luigi.Parameter(default="US", description="The bucket's and the dataset's location, e.g. US, EU")
+
+
+class gcs(luigi.Config):
+    """The Cloud Storage client: credentials are Application Default Credentials, never parameters."""
+
+    api_endpoint = luigi.Parameter(default="", description="Empty: Google's. Set: an emulator, used anonymously")
+    chunk_mb = luigi.IntParameter(default=16, description="Resumable upload chunk, MB; each chunk has its own timeout")
+    timeout_seconds = luigi.FloatParameter(default=120.0, description="Timeout of one request (one chunk)")
+    retry_seconds = luigi.FloatParameter(default=600.0, description="How long to retry transient errors")
 
 
 class warehouse(luigi.Config):

@@ -211,10 +211,9 @@ class Load(MonthTask):
         the_lake = self.requires().lake()
         manifest = the_lake.manifest(self.service, self.month)
         self.report(10, f"verifying {manifest['rows']:,} rows")
-        data = the_lake.verified_copy(manifest, "data", self.label)
-        quarantine = the_lake.verified_copy(manifest, "quarantine", self.label)
-        self.report(30, f"loading {manifest['rows']:,} rows")
-        rows = self.warehouse().replace_month(self.svc, self.month, data, quarantine, manifest, self.report)
+        with the_lake.verified_copies(manifest, self.label) as (data, quarantine):
+            self.report(30, f"loading {manifest['rows']:,} rows")
+            rows = self.warehouse().replace_month(self.svc, self.month, data, quarantine, manifest, self.report)
         log.info("%s: loaded %s rows in %.1f s", self.label, f"{rows:,}", time.monotonic() - started)
         self.report(100, f"loaded {rows:,} rows")
 
@@ -251,17 +250,17 @@ class TaxiYear(luigi.WrapperTask):
     def complete(self) -> bool:
         """Done when every month's latest load carries its manifest's checksum.
 
-        Asked of the whole year at once, so a finished year costs one look at the lake per
-        month and one warehouse connection in all, instead of one connection per month.
+        Asked of the whole year at once, so a finished year costs one look at the lake (one
+        listing on GCS) and one warehouse query in all, instead of some per month.
         """
         loads = list(self.requires())
         if not loads:
             return True
-        manifests = [load.requires().lake().manifest(self.service, load.month) for load in loads]
-        if any(manifest is None for manifest in manifests):
+        published = loads[0].requires().lake().manifest_checksums(self.service, [load.month for load in loads])
+        if len(published) < len(loads):
             return False
         loaded = loads[0].warehouse().loaded_checksums(self.service)
-        return all(loaded.get(load.month) == m["checksum"] for load, m in zip(loads, manifests, strict=True))
+        return all(loaded.get(month) == checksum for month, checksum in published.items())
 
 
 class YellowYear(TaxiYear):

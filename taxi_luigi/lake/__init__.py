@@ -7,13 +7,13 @@ the root alone; callers never branch on it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
-import os
-import shutil
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 
 import luigi
@@ -64,12 +64,21 @@ class Lake(ABC):
     def read_text(self, key: str) -> str: ...
 
     @abstractmethod
-    def put(self, key: str, path: Path) -> None:
-        """Store a local file under ``key`` atomically: the key is either absent or whole."""
+    def put(self, key: str, path: Path, expect: int | None = None, metadata: dict | None = None) -> dict:
+        """Store a local file under ``key`` atomically: the key is either absent or whole.
+
+        ``expect`` is the object's version from ``versions`` when the month's publishing
+        began (0: absent): a backend that can compare-and-swap refuses to overwrite a newer
+        one. Returns what the manifest should record of the stored object (e.g. its generation).
+        """
+
+    def versions(self, service: str, month: dt.date) -> dict[str, int]:
+        """The current version of each of the month's objects, for ``put``'s ``expect`` (none: no checks)."""
+        return {}
 
     @abstractmethod
-    def local_copy(self, key: str) -> Path:
-        """A local path with the object's bytes (the object itself when the lake is local)."""
+    def local_copy(self, entry: dict) -> Path:
+        """A local path with the bytes of a manifest's object entry (the object itself when local)."""
 
     @abstractmethod
     def uri(self, key: str) -> str: ...
@@ -77,6 +86,11 @@ class Lake(ABC):
     def manifest(self, service: str, month: dt.date) -> dict | None:
         key = self.key(service, month, "manifest")
         return json.loads(self.read_text(key)) if self.exists(key) else None
+
+    def manifest_checksums(self, service: str, months: list[dt.date]) -> dict[dt.date, str]:
+        """The checksum of each published month among ``months``: what a year's completeness needs."""
+        found = {month: self.manifest(service, month) for month in months}
+        return {month: m["checksum"] for month, m in found.items() if m is not None}
 
     def publish_month(self, service: str, month: dt.date, files: dict[str, Path], source: dict) -> dict:
         """Upload data, quarantine and report, then the manifest that vouches for them."""
@@ -90,8 +104,10 @@ class Lake(ABC):
             }
         objects["data"]["rows"] = report["rows_clean"]
         objects["quarantine"]["rows"] = report["rows_quarantined"]
+        expected = self.versions(service, month)
         for kind, path in files.items():
-            self.put(objects[kind]["key"], path)
+            key = objects[kind]["key"]
+            objects[kind].update(self.put(key, path, expected.get(key, 0)))
         manifest = {
             "service": service,
             "month": f"{month:%Y-%m}",
@@ -105,68 +121,50 @@ class Lake(ABC):
             "source": source,
             "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        key = self.key(service, month, "manifest")
         staged = files["data"].with_name(f".{month_name(service, month)}.{uuid.uuid4().hex[:8]}.manifest")
         try:
             staged.write_text(json.dumps(manifest, indent=2))
-            self.put(self.key(service, month, "manifest"), staged)
+            self.put(key, staged, expected.get(key, 0), metadata={"checksum": manifest["checksum"]})
         finally:
             staged.unlink(missing_ok=True)
         return manifest
 
-    def verified_copy(self, manifest: dict, kind: str, label: str) -> Path:
-        """The object's local bytes, refused if they no longer match the manifest's checksum."""
-        entry = manifest["objects"][kind]
-        if not self.exists(entry["key"]):
-            raise LakeError(f"{label}: {self.uri(entry['key'])} is missing although its manifest exists.")
-        path = self.local_copy(entry["key"])
-        if sha256_file(path) != entry["sha256"]:
-            raise LakeError(
-                f"{label}: {self.uri(entry['key'])} changed after it was published (its sha256 differs "
-                "from the manifest). Invalidate the month from 'publish' on and rerun to publish it again."
-            )
-        return path
-
-
-class LocalLake(Lake):
-    """A lake in a local directory (or any mounted filesystem)."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self.path = Path(root)
-
-    def _file(self, key: str) -> Path:
-        return self.path / key
-
-    def exists(self, key: str) -> bool:
-        return self._file(key).is_file()
-
-    def read_text(self, key: str) -> str:
-        return self._file(key).read_text()
-
-    def put(self, key: str, path: Path) -> None:
-        dest = self._file(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        staged = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+    @contextlib.contextmanager
+    def verified_copies(self, manifest: dict, label: str) -> Iterator[tuple[Path, Path]]:
+        """Local paths of the month's data and quarantine, refused if they differ from the manifest."""
+        copies: list[Path] = []
         try:
-            try:
-                os.link(path, staged)  # same filesystem: no second copy of a month on disk
-            except OSError:
-                shutil.copyfile(path, staged)
-            os.replace(staged, dest)
+            for kind in ("data", "quarantine"):
+                entry = manifest["objects"][kind]
+                if not self.exists(entry["key"]):
+                    raise LakeError(f"{label}: {self.uri(entry['key'])} is missing although its manifest exists.")
+                copies.append(self.local_copy(entry))
+                if sha256_file(copies[-1]) != entry["sha256"]:
+                    raise LakeError(
+                        f"{label}: {self.uri(entry['key'])} changed after it was published (its sha256 differs "
+                        "from the manifest). Invalidate the month from 'publish' on and rerun to publish it again."
+                    )
+            yield copies[0], copies[1]
         finally:
-            staged.unlink(missing_ok=True)
+            for path in copies:
+                self.release(path)
 
-    def local_copy(self, key: str) -> Path:
-        return self._file(key)
-
-    def uri(self, key: str) -> str:
-        return str(self._file(key))
+    @abstractmethod
+    def release(self, path: Path) -> None:
+        """A local copy from ``local_copy`` is no longer needed."""
 
 
 def lake_for(root: str) -> Lake:
-    """The lake backend for a root."""
+    """The lake backend for a root: ``gs://bucket/prefix``, or a local directory (``file://`` optional)."""
+    if root.startswith("gs://"):
+        from taxi_luigi.lake.gcs import GCSLake
+
+        return GCSLake(root)
     if "://" in root and not root.startswith("file://"):
-        raise ValueError(f"lake root {root!r}: only local directories are supported in this version")
+        raise ValueError(f"lake root {root!r}: use gs://bucket/prefix or a local directory")
+    from taxi_luigi.lake.local import LocalLake
+
     return LocalLake(root.removeprefix("file://"))
 
 

@@ -1,0 +1,149 @@
+"""The lake on Google Cloud Storage, through google-cloud-storage.
+
+Objects are uploaded with a crc32c the server verifies, in chunks (resumable) when
+large, and only over the generation seen when the month's publishing began: of two
+publishers of one month, the second to write fails instead of mixing objects. The
+manifest carries its checksum as object metadata, so a year's completeness is one
+listing. Load reads an object at the generation its manifest names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import uuid
+from pathlib import Path
+
+from google.api_core import exceptions
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from taxi_luigi import config
+from taxi_luigi.lake import Lake, LakeError, month_name
+
+MULTIPART_LIMIT = 8 * 1024 * 1024  # the client uploads larger files in resumable chunks
+
+
+@functools.cache
+def client(project: str, endpoint: str) -> storage.Client:
+    """One client per process. With an endpoint (an emulator) anonymous, otherwise Application Default Credentials."""
+    if endpoint:
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(
+            project=project or "test", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
+        )
+    return storage.Client(project=project or None)
+
+
+class GCSLake(Lake):
+    def __init__(self, root: str) -> None:
+        bucket, _, prefix = root.removeprefix("gs://").partition("/")
+        if not bucket:
+            raise ValueError(f"lake root {root!r}: use gs://bucket or gs://bucket/prefix")
+        self.root, self.prefix = root, prefix.strip("/")
+        settings, where = config.gcs(), config.gcp()
+        self.client = client(where.project, settings.api_endpoint)
+        self.bucket = self.client.bucket(bucket)
+        self.location = where.location
+        self.chunk = settings.chunk_mb * 1024 * 1024
+        self.timeout = settings.timeout_seconds
+        self.retry = DEFAULT_RETRY.with_timeout(settings.retry_seconds)
+        self.cache = config.paths().root() / "lake-cache"
+        self._checked = False
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _key(self, name: str) -> str:
+        return name.removeprefix(f"{self.prefix}/") if self.prefix else name
+
+    def uri(self, key: str) -> str:
+        return f"gs://{self.bucket.name}/{self._name(key)}"
+
+    def exists(self, key: str) -> bool:
+        return self.bucket.blob(self._name(key)).exists(timeout=self.timeout, retry=self.retry)
+
+    def read_text(self, key: str) -> str:
+        return self.bucket.blob(self._name(key)).download_as_text(timeout=self.timeout, retry=self.retry)
+
+    def _listing(self, prefix: str) -> list[storage.Blob]:
+        return list(
+            self.client.list_blobs(self.bucket, prefix=self._name(prefix), timeout=self.timeout, retry=self.retry)
+        )
+
+    def versions(self, service: str, month: dt.date) -> dict[str, int]:
+        blobs = self._listing(f"{service}/{month.year}/{month_name(service, month)}.")
+        return {self._key(b.name): b.generation for b in blobs}
+
+    def manifest_checksums(self, service: str, months: list[dt.date]) -> dict[dt.date, str]:
+        """One listing per year: the checksums ride on the manifests' metadata."""
+        wanted = {self.key(service, m, "manifest"): m for m in months}
+        found = {}
+        for year in sorted({m.year for m in months}):
+            for blob in self._listing(f"{service}/{year}/"):
+                month = wanted.get(self._key(blob.name))
+                if month is not None and (blob.metadata or {}).get("checksum"):
+                    found[month] = blob.metadata["checksum"]
+        return found
+
+    def put(self, key: str, path: Path, expect: int | None = None, metadata: dict | None = None) -> dict:
+        self._check_bucket()
+        size = path.stat().st_size
+        blob = self.bucket.blob(self._name(key), chunk_size=self.chunk if size > MULTIPART_LIMIT else None)
+        blob.metadata = metadata
+        try:
+            # Always conditional, so every retry is safe: an upload can only replace what was there at the start.
+            blob.upload_from_filename(
+                str(path), checksum="crc32c", if_generation_match=expect, timeout=self.timeout, retry=self.retry
+            )
+        except exceptions.PreconditionFailed:
+            raise LakeError(
+                f"{self.uri(key)} changed while this month was being published (another publisher of the same "
+                "month?). Nothing of this run was vouched for by a manifest; rerun when the other one has finished."
+            ) from None
+        except exceptions.Forbidden as e:
+            raise LakeError(
+                f"cannot write {self.uri(key)}: {e.message}. The account needs roles/storage.objectAdmin "
+                "on the bucket (see docs/gcp.md)."
+            ) from None
+        return {"generation": blob.generation, "crc32c": blob.crc32c}
+
+    def _check_bucket(self) -> None:
+        """Once per process: the bucket exists and is where the dataset and the jobs will be."""
+        if self._checked:
+            return
+        try:
+            bucket = self.client.get_bucket(self.bucket.name, timeout=self.timeout, retry=self.retry)
+        except exceptions.NotFound:
+            raise LakeError(
+                f"the bucket gs://{self.bucket.name} does not exist: create it in {self.location} "
+                f"(gcloud storage buckets create gs://{self.bucket.name} --location={self.location})."
+            ) from None
+        if (bucket.location or "").upper() != self.location.upper():
+            raise LakeError(
+                f"the bucket gs://{self.bucket.name} is in {bucket.location} but [gcp] location is {self.location}: "
+                "BigQuery loads from a bucket only in the dataset's location. Set [gcp] location to match."
+            )
+        self._checked = True
+
+    def local_copy(self, entry: dict) -> Path:
+        """Download the object at the generation the manifest names into the lake cache."""
+        dest = self.cache / entry["key"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+        blob = self.bucket.blob(self._name(entry["key"]), generation=entry.get("generation"))
+        try:
+            blob.download_to_filename(str(part), checksum="crc32c", timeout=self.timeout, retry=self.retry)
+            part.replace(dest)
+        except exceptions.NotFound:
+            raise LakeError(
+                f"{self.uri(entry['key'])} generation {entry.get('generation')} is gone although its manifest "
+                "names it (overwritten?). Invalidate the month from 'publish' on and rerun to publish it again."
+            ) from None
+        finally:
+            part.unlink(missing_ok=True)
+        return dest
+
+    def release(self, path: Path) -> None:
+        path.unlink(missing_ok=True)

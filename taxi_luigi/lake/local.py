@@ -1,0 +1,51 @@
+"""The lake's local backend."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from taxi_luigi.lake import Lake
+
+
+class LocalLake(Lake):
+    """A lake in a local directory (or any mounted filesystem)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.path = Path(root)
+
+    def _file(self, key: str) -> Path:
+        return self.path / key
+
+    def exists(self, key: str) -> bool:
+        return self._file(key).is_file()
+
+    def read_text(self, key: str) -> str:
+        return self._file(key).read_text()
+
+    def put(self, key: str, path: Path, expect: int | None = None, metadata: dict | None = None) -> dict:
+        """A rename is atomic; one machine's publishers are kept apart by Luigi, so ``expect`` is not checked."""
+        dest = self._file(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staged = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            try:
+                os.link(path, staged)  # same filesystem: no second copy of a month on disk
+            except OSError:
+                shutil.copyfile(path, staged)
+            os.replace(staged, dest)
+        finally:
+            staged.unlink(missing_ok=True)
+        return {}
+
+    def local_copy(self, entry: dict) -> Path:
+        return self._file(entry["key"])
+
+    def release(self, path: Path) -> None:
+        """The copy is the object itself: it stays."""
+
+    def uri(self, key: str) -> str:
+        return str(self._file(key))
