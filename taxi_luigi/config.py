@@ -62,6 +62,13 @@ class gcp(luigi.Config):
     location = luigi.Parameter(default="US", description="The bucket's and the dataset's location, e.g. US, EU")
 
 
+class bigquery(luigi.Config):
+    """The BigQuery client: credentials are Application Default Credentials, never parameters."""
+
+    api_endpoint = luigi.Parameter(default="", description="Empty: Google's. Set: an emulator, used anonymously")
+    timeout_seconds = luigi.FloatParameter(default=600.0, description="How long to wait for one job")
+
+
 class gcs(luigi.Config):
     """The Cloud Storage client: credentials are Application Default Credentials, never parameters."""
 
@@ -74,7 +81,7 @@ class gcs(luigi.Config):
 class warehouse(luigi.Config):
     url = luigi.Parameter(
         default="duckdb:///data/warehouse.duckdb",
-        description="duckdb:///path (postgresql://, bigquery:// later)",
+        description="duckdb:///path or bigquery://project/dataset",
     )
     lock_wait_seconds = luigi.FloatParameter(
         default=120.0, description="How long to wait for a DuckDB file another process is writing"

@@ -203,17 +203,14 @@ class Load(MonthTask):
         return LoadedTarget(self.warehouse(), self.service, self.month, manifest and manifest["checksum"])
 
     def warehouse(self) -> Warehouse:
-        cfg = config.warehouse()
-        return warehouse_for(cfg.url, lock_wait=cfg.lock_wait_seconds, memory_limit=cfg.memory_limit)
+        return warehouse_for(config.warehouse().url)
 
     def run(self) -> None:
         started = time.monotonic()
         the_lake = self.requires().lake()
         manifest = the_lake.manifest(self.service, self.month)
         self.report(10, f"verifying {manifest['rows']:,} rows")
-        with the_lake.verified_copies(manifest, self.label) as (data, quarantine):
-            self.report(30, f"loading {manifest['rows']:,} rows")
-            rows = self.warehouse().replace_month(self.svc, self.month, data, quarantine, manifest, self.report)
+        rows = self.warehouse().replace_month(self.svc, self.month, the_lake, manifest, self.label, self.report)
         log.info("%s: loaded %s rows in %.1f s", self.label, f"{rows:,}", time.monotonic() - started)
         self.report(100, f"loaded {rows:,} rows")
 

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mirror import MirrorServer
 
 REPO = Path(__file__).resolve().parent.parent
+pytest_plugins = ["conftest_gcp"]
 
 
 @pytest.fixture
@@ -39,21 +40,18 @@ class Pipeline:
         self.monkeypatch = monkeypatch
         self.configure()
 
-    def configure(self, url_template: str = "") -> None:
-        """Write the override file and make Luigi read luigi.cfg + it afresh."""
+    def configure(self, url_template: str = "", **sections: dict[str, object]) -> None:
+        """Write the override file and make Luigi read luigi.cfg + it afresh; ``sections`` add or override keys."""
+        settings: dict[str, dict[str, object]] = {
+            "paths": {"data_dir": self.data},
+            "lake": {"root": self.lake},
+            "warehouse": {"url": f"duckdb:///{self.db}", "lock_wait_seconds": 10},
+            "source": {"url_template": url_template, "retries": 2, "backoff_seconds": 0.05, "timeout_seconds": 5},
+        }
+        for section, keys in sections.items():
+            settings.setdefault(section, {}).update(keys)
         lines = [
-            "[paths]",
-            f"data_dir = {self.data}",
-            "[lake]",
-            f"root = {self.lake}",
-            "[warehouse]",
-            f"url = duckdb:///{self.db}",
-            "lock_wait_seconds = 10",
-            "[source]",
-            f"url_template = {url_template}",
-            "retries = 2",
-            "backoff_seconds = 0.05",
-            "timeout_seconds = 5",
+            line for name, keys in settings.items() for line in (f"[{name}]", *(f"{k} = {v}" for k, v in keys.items()))
         ]
         self.cfg.write_text("\n".join(lines) + "\n")
         self.monkeypatch.setattr(LuigiConfigParser, "_config_paths", [str(REPO / "luigi.cfg"), str(self.cfg)])
@@ -67,6 +65,13 @@ class Pipeline:
     @property
     def warehouse(self) -> DuckDBWarehouse:
         return DuckDBWarehouse(self.db)
+
+    def tables(self) -> set[str]:
+        """The warehouse's tables."""
+        import duckdb
+
+        with duckdb.connect(str(self.db), read_only=True) as con:
+            return {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
 
     def counts(self, table: str) -> dict[str, int]:
         """Rows per source_month in a warehouse table, read straight from the DuckDB file."""

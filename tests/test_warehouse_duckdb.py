@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import time
 
 import pytest
 
-from taxi_luigi import clean, lake, sample, services
+from taxi_luigi import clean, sample, services
+from taxi_luigi.lake.local import LocalLake
 from taxi_luigi.warehouse import WarehouseError
 from taxi_luigi.warehouse.duckdb import DuckDBWarehouse
 
 MONTH = dt.date(2022, 4, 1)
+LABEL = "green 2022-04"
 
 
-def cleaned(tmp_path, rows: int) -> tuple[clean.Outputs, dict]:
+def published(tmp_path, rows: int) -> tuple[LocalLake, dict]:
+    """A green month of ``rows`` cleaned and published to a local lake of its own."""
     truth = sample.write_month(tmp_path / f"m{rows}", "green", 2022, 4, "tlc", rows)
     out = clean.Outputs(tmp_path / f"d{rows}.parquet", tmp_path / f"q{rows}.parquet")
-    report = clean.clean_month(truth.path, ".parquet", services.GREEN, MONTH, out, label="green 2022-04")
-    manifest = {
-        "rows": report["rows_clean"],
-        "quarantined": report["rows_quarantined"],
-        "checksum": lake.sha256_file(out.data),
-        "objects": {"data": {"key": f"green/2022/d{rows}.parquet"}},
-    }
-    return out, manifest
+    report = clean.clean_month(truth.path, ".parquet", services.GREEN, MONTH, out, label=LABEL)
+    (report_path := tmp_path / f"r{rows}.json").write_text(json.dumps(report))
+    the_lake = LocalLake(str(tmp_path / f"lake{rows}"))
+    files = {"data": out.data, "quarantine": out.quarantine, "report": report_path}
+    return the_lake, the_lake.publish_month("green", MONTH, files, {"url": str(truth.path)})
 
 
 def month_count(wh: DuckDBWarehouse, table: str) -> int:
@@ -39,8 +40,8 @@ def month_count(wh: DuckDBWarehouse, table: str) -> int:
 def test_replacing_a_month_leaves_exactly_the_new_rows(tmp_path):
     wh = DuckDBWarehouse(tmp_path / "wh.duckdb")
     for rows in (800, 500):
-        out, manifest = cleaned(tmp_path, rows)
-        assert wh.replace_month(services.GREEN, MONTH, out.data, out.quarantine, manifest) == manifest["rows"]
+        the_lake, manifest = published(tmp_path, rows)
+        assert wh.replace_month(services.GREEN, MONTH, the_lake, manifest, LABEL) == manifest["rows"]
         assert month_count(wh, "green_tripdata") == manifest["rows"]
         assert month_count(wh, "green_tripdata_quarantine") == manifest["quarantined"]
     assert wh.loaded_checksums("green") == {MONTH: manifest["checksum"]}
@@ -49,19 +50,19 @@ def test_replacing_a_month_leaves_exactly_the_new_rows(tmp_path):
 
 def test_a_count_mismatch_rolls_everything_back(tmp_path):
     wh = DuckDBWarehouse(tmp_path / "wh.duckdb")
-    out, manifest = cleaned(tmp_path, 800)
-    wh.replace_month(services.GREEN, MONTH, out.data, out.quarantine, manifest)
-    new_out, new_manifest = cleaned(tmp_path, 500)
+    the_lake, manifest = published(tmp_path, 800)
+    wh.replace_month(services.GREEN, MONTH, the_lake, manifest, LABEL)
+    new_lake, new_manifest = published(tmp_path, 500)
     with pytest.raises(WarehouseError, match=r"green 2022-04: loaded \d+ rows .* the manifest says 1 .*rolled back"):
-        wh.replace_month(services.GREEN, MONTH, new_out.data, new_out.quarantine, {**new_manifest, "rows": 1})
+        wh.replace_month(services.GREEN, MONTH, new_lake, {**new_manifest, "rows": 1}, LABEL)
     assert month_count(wh, "green_tripdata") == manifest["rows"]
     assert wh.loaded_checksums("green") == {MONTH: manifest["checksum"]}
 
 
 def test_another_writer_is_waited_for_then_named(tmp_path):
     wh_path = tmp_path / "wh.duckdb"
-    out, manifest = cleaned(tmp_path, 300)
-    DuckDBWarehouse(wh_path).replace_month(services.GREEN, MONTH, out.data, out.quarantine, manifest)
+    the_lake, manifest = published(tmp_path, 300)
+    DuckDBWarehouse(wh_path).replace_month(services.GREEN, MONTH, the_lake, manifest, LABEL)
     holder = subprocess.Popen(
         [
             sys.executable,

@@ -150,6 +150,10 @@ class Lake(ABC):
             for path in copies:
                 self.release(path)
 
+    def gs_uri(self, entry: dict, label: str) -> str | None:
+        """The gs:// URI of a manifest's object, for BigQuery to load directly (None: not on GCS)."""
+        return None
+
     @abstractmethod
     def release(self, path: Path) -> None:
         """A local copy from ``local_copy`` is no longer needed."""

@@ -145,5 +145,19 @@ class GCSLake(Lake):
             part.unlink(missing_ok=True)
         return dest
 
+    def gs_uri(self, entry: dict, label: str) -> str:
+        """The object's URI, once its live generation is checked to be the one the manifest names.
+
+        A load job reads the live object and cannot ask for a generation, so this is checked
+        before and after the job.
+        """
+        blob = self.bucket.get_blob(self._name(entry["key"]), timeout=self.timeout, retry=self.retry)
+        if blob is None or blob.generation != entry.get("generation"):
+            raise LakeError(
+                f"{label}: {self.uri(entry['key'])} is not the generation its manifest names (changed after it was "
+                "published). Invalidate the month from 'publish' on and rerun to publish it again."
+            )
+        return self.uri(entry["key"])
+
     def release(self, path: Path) -> None:
         path.unlink(missing_ok=True)

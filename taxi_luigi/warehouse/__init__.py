@@ -8,6 +8,7 @@ from pathlib import Path
 
 import luigi
 
+from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
 from taxi_luigi.services import Service
 
@@ -23,9 +24,10 @@ class Warehouse(ABC):
 
     @abstractmethod
     def replace_month(
-        self, svc: Service, month: dt.date, data: Path, quarantine: Path, manifest: dict, progress: Say | None = None
+        self, svc: Service, month: dt.date, lake: Lake, manifest: dict, label: str, progress: Say | None = None
     ) -> int:
-        """Replace the month's rows and quarantine and log the load, all or nothing; return rows loaded."""
+        """Replace the month's rows and quarantine from the lake objects ``manifest`` vouches for, and log
+        the load, all or nothing; return rows loaded."""
 
     @abstractmethod
     def loaded_checksums(self, service: str) -> dict[dt.date, str]:
@@ -36,14 +38,32 @@ class Warehouse(ABC):
         """The latest load of every month, oldest month first."""
 
 
-def warehouse_for(url: str, *, lock_wait: float = 120.0, memory_limit: str = "300MB") -> Warehouse:
-    """The backend for a URL: ``duckdb:///relative/path`` or ``duckdb:////absolute/path``."""
+def warehouse_for(url: str) -> Warehouse:
+    """The backend for a URL, with its settings from the config files.
+
+    ``duckdb:///relative/path``, ``duckdb:////absolute/path`` or ``bigquery://project/dataset``.
+    """
+    from taxi_luigi import config
+
     if url.startswith("duckdb:///"):
         from taxi_luigi.warehouse.duckdb import DuckDBWarehouse
 
-        return DuckDBWarehouse(Path(url.removeprefix("duckdb:///")), lock_wait, memory_limit)
+        cfg = config.warehouse()
+        return DuckDBWarehouse(Path(url.removeprefix("duckdb:///")), cfg.lock_wait_seconds, cfg.memory_limit)
+    if url.startswith("bigquery://"):
+        from taxi_luigi.warehouse.bigquery import BigQueryWarehouse
+
+        project, _, dataset = url.removeprefix("bigquery://").partition("/")
+        if not project or not dataset or "/" in dataset:
+            raise ValueError(f"warehouse url {url!r}: use bigquery://project/dataset")
+        settings = config.bigquery()
+        return BigQueryWarehouse(
+            project, dataset, config.gcp().location, settings.api_endpoint, settings.timeout_seconds
+        )
     scheme = url.split("://", 1)[0] if "://" in url else url
-    raise ValueError(f"warehouse url scheme {scheme!r} is not supported in this version; use duckdb:///path")
+    raise ValueError(
+        f"warehouse url scheme {scheme!r} is not supported; use duckdb:///path or bigquery://project/dataset"
+    )
 
 
 class LoadedTarget(luigi.Target):

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 
 from taxi_luigi import progress as progress_of
+from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
 from taxi_luigi.services import SOURCE_MONTH, Service
 from taxi_luigi.warehouse import LOAD_LOG, Warehouse, WarehouseError
@@ -101,9 +102,12 @@ class DuckDBWarehouse(Warehouse):
                 con.execute(f"ALTER TABLE {_ident(table)} ADD COLUMN IF NOT EXISTS {_ident(name)} {type_}")
 
     def replace_month(
-        self, svc: Service, month: dt.date, data: Path, quarantine: Path, manifest: dict, progress: Say | None = None
+        self, svc: Service, month: dt.date, lake: Lake, manifest: dict, label: str, progress: Say | None = None
     ) -> int:
-        say = progress or (lambda pct, msg: None)
+        with lake.verified_copies(manifest, label) as (data, quarantine):
+            return self._replace(svc, month, data, quarantine, manifest, progress or (lambda pct, msg: None))
+
+    def _replace(self, svc: Service, month: dt.date, data: Path, quarantine: Path, manifest: dict, say: Say) -> int:
         with self._connect(read_only=False) as con:
             self._ensure_tables(con, svc)
             progress_of.track(con)

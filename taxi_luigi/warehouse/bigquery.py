@@ -1,0 +1,261 @@
+"""The warehouse on BigQuery, through google-cloud-bigquery.
+
+A month is replaced in two moves. A load job (never rows one by one) puts the month's
+clean and quarantined rows into staging tables of their own; their counts are checked
+against the manifest. Then one multi-statement transaction deletes the month from both
+tables, inserts it from staging and appends the load_log row: readers see the old month
+or the new one, and a failure anywhere before COMMIT leaves the month and the log as
+they were. (A partition-decorator load with WRITE_TRUNCATE is atomic too, but it could
+not write the load_log row in the same commit: a crash between the two would leave a
+loaded month that the next run loads again.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from google.api_core import exceptions
+from google.cloud import bigquery
+
+from taxi_luigi.lake import Lake
+from taxi_luigi.progress import Say
+from taxi_luigi.services import SOURCE_MONTH, Service
+from taxi_luigi.warehouse import LOAD_LOG, Warehouse, WarehouseError
+
+#: Canonical logical types -> BigQuery types. TLC times are wall-clock New York times without a
+#: zone: DATETIME says so, where TIMESTAMP would claim they are UTC.
+BQ_TYPES = {
+    "int32": "INT64",
+    "int64": "INT64",
+    "double": "FLOAT64",
+    "string": "STRING",
+    "timestamp": "DATETIME",
+    "date": "DATE",
+}
+LOAD_LOG_SCHEMA = [
+    bigquery.SchemaField("service", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("source_month", "DATE", mode="REQUIRED"),
+    bigquery.SchemaField("checksum", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("rows", "INT64", mode="REQUIRED"),
+    bigquery.SchemaField("quarantined", "INT64", mode="REQUIRED"),
+    bigquery.SchemaField("lake_object", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("loaded_at", "TIMESTAMP", mode="REQUIRED"),
+]
+
+
+def _literal(value: str) -> str:
+    """A BigQuery string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@functools.cache
+def client(project: str, location: str, endpoint: str) -> bigquery.Client:
+    """One client per process. With an endpoint (an emulator) anonymous, otherwise Application Default Credentials."""
+    if endpoint:
+        from google.auth.credentials import AnonymousCredentials
+
+        return bigquery.Client(
+            project=project,
+            location=location,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": endpoint},
+        )
+    return bigquery.Client(project=project, location=location)
+
+
+def table_schema(svc: Service) -> list[bigquery.SchemaField]:
+    """The clean table, explicit: autodetection would follow whichever month came first."""
+    return [bigquery.SchemaField(c.name, BQ_TYPES[c.type], description=c.doc or None) for c in svc.all_columns]
+
+
+def quarantine_schema(svc: Service) -> list[bigquery.SchemaField]:
+    return [
+        bigquery.SchemaField(f.name, "DATE" if f.name == SOURCE_MONTH.name else "STRING")
+        for f in svc.quarantine_schema()
+    ]
+
+
+class BigQueryWarehouse(Warehouse):
+    """``bigquery://project/dataset``; every job runs in ``[gcp] location``."""
+
+    def __init__(self, project: str, dataset: str, location: str, endpoint: str = "", timeout: float = 600.0) -> None:
+        self.client = client(project, location, endpoint)
+        self.dataset = bigquery.DatasetReference(project, dataset)
+        self.location, self.timeout = location, timeout
+
+    def __repr__(self) -> str:
+        return f"bigquery://{self.dataset.project}/{self.dataset.dataset_id}"
+
+    def _table(self, name: str) -> bigquery.TableReference:
+        return self.dataset.table(name)
+
+    def _sql_name(self, name: str) -> str:
+        return f"`{self.dataset.project}.{self.dataset.dataset_id}.{name}`"
+
+    def _ensure(self, svc: Service) -> None:
+        """The dataset in the configured location, and the month-partitioned tables of the service."""
+        dataset = bigquery.Dataset(self.dataset)
+        dataset.location = self.location
+        dataset = self.client.create_dataset(dataset, exists_ok=True, timeout=self.timeout)
+        if dataset.location and dataset.location.upper() != self.location.upper():
+            raise WarehouseError(
+                f"the dataset {self!r} is in {dataset.location} but [gcp] location is {self.location}: set it to "
+                "the dataset's location (the bucket must be there too)."
+            )
+        clustering = [c for c in ("pu_location_id", "do_location_id") if c in {col.name for col in svc.columns}]
+        for name, schema in ((svc.table, table_schema(svc)), (svc.quarantine_table, quarantine_schema(svc))):
+            table = bigquery.Table(self._table(name), schema=schema)
+            table.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.MONTH, field=SOURCE_MONTH.name
+            )
+            if name == svc.table and clustering:
+                table.clustering_fields = clustering
+            self.client.create_table(table, exists_ok=True, timeout=self.timeout)
+        self.client.create_table(bigquery.Table(self._table(LOAD_LOG), schema=LOAD_LOG_SCHEMA), exists_ok=True)
+
+    def replace_month(
+        self,
+        svc: Service,
+        month: dt.date,
+        lake: Lake,
+        manifest: dict,
+        label: str,
+        progress: Say | None = None,
+    ) -> int:
+        say = progress or (lambda pct, msg: None)
+        self._ensure(svc)
+        parts = (
+            (svc.table, table_schema(svc), manifest["rows"]),
+            (svc.quarantine_table, quarantine_schema(svc), manifest["quarantined"]),
+        )
+        with self._staging(parts) as staged:
+            say(30, f"loading {manifest['rows']:,} rows into staging")
+            self._load(lake, manifest, label, staged)
+            for (table, _, rows), stage in zip(parts, staged, strict=True):
+                found = self._scalar(f"SELECT count(*) FROM {self._sql_name(stage.table_id)}")
+                if found != rows:
+                    raise WarehouseError(
+                        f"{label}: the load job put {found} rows into staging for {table} but the manifest says "
+                        f"{rows}; nothing was changed. Rerun the load."
+                    )
+            say(70, f"replacing {svc.table} {month:%Y-%m}")
+            self._swap(svc, month, manifest, [s.table_id for s in staged], label)
+        return manifest["rows"]
+
+    @contextmanager
+    def _staging(self, parts: tuple) -> Iterator[list[bigquery.TableReference]]:
+        """Staging tables of this load alone, dropped whatever happens."""
+        suffix = uuid.uuid4().hex[:10]
+        staged = [self._table(f"_staging_{table}_{suffix}") for table, _, _ in parts]
+        try:
+            for ref, (_, schema, _) in zip(staged, parts, strict=True):
+                self.client.create_table(bigquery.Table(ref, schema=schema), timeout=self.timeout)
+            yield staged
+        finally:
+            for ref in staged:
+                self.client.delete_table(ref, not_found_ok=True, timeout=self.timeout)
+
+    def _load(self, lake: Lake, manifest: dict, label: str, staged: list[bigquery.TableReference]) -> None:
+        """Load jobs from the lake: straight from gs:// when the lake is on GCS, else from the local files."""
+        entries = [manifest["objects"][kind] for kind in ("data", "quarantine")]
+        uris = [lake.gs_uri(entry, label) for entry in entries]
+        jobs = []
+        if all(uris):
+            for uri, ref in zip(uris, staged, strict=True):
+                jobs.append(self.client.load_table_from_uri(uri, ref, job_config=self._job_config(ref)))
+            self._wait(jobs, label)
+            for entry in entries:  # BigQuery read the live objects: they must still be the manifest's
+                lake.gs_uri(entry, label)
+        else:
+            with lake.verified_copies(manifest, label) as paths:
+                for path, ref in zip(paths, staged, strict=True):
+                    with open(path, "rb") as f:
+                        jobs.append(self.client.load_table_from_file(f, ref, job_config=self._job_config(ref)))
+                self._wait(jobs, label)
+
+    def _job_config(self, ref: bigquery.TableReference) -> bigquery.LoadJobConfig:
+        return bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+            schema=self.client.get_table(ref).schema,
+        )
+
+    def _wait(self, jobs: list[bigquery.LoadJob], label: str) -> None:
+        for job in jobs:
+            try:
+                job.result(timeout=self.timeout)
+            except exceptions.GoogleAPICallError as e:
+                raise WarehouseError(
+                    f"{label}: the load job into {job.destination.table_id} failed: {e.message}. Nothing was changed; "
+                    "if the message names a column or type, the lake object does not match the table's schema."
+                ) from None
+
+    def _swap(self, svc: Service, month: dt.date, manifest: dict, staged: list[str], label: str) -> None:
+        # Literals rather than query parameters: bqemulator binds none inside a script. Every value is
+        # the pipeline's own (a date, counts, a hex checksum, a lake key) and quoted by _literal.
+        day = f"DATE {_literal(month.isoformat())}"
+        log_row = ", ".join(
+            [
+                _literal(svc.name),
+                day,
+                _literal(manifest["checksum"]),
+                str(int(manifest["rows"])),
+                str(int(manifest["quarantined"])),
+                _literal(manifest["objects"]["data"]["key"]),
+                "CURRENT_TIMESTAMP()",
+            ]
+        )
+        script = f"""
+BEGIN TRANSACTION;
+DELETE FROM {self._sql_name(svc.table)} WHERE source_month = {day};
+INSERT INTO {self._sql_name(svc.table)} SELECT * FROM {self._sql_name(staged[0])};
+DELETE FROM {self._sql_name(svc.quarantine_table)} WHERE source_month = {day};
+INSERT INTO {self._sql_name(svc.quarantine_table)} SELECT * FROM {self._sql_name(staged[1])};
+INSERT INTO {self._sql_name(LOAD_LOG)} (service, source_month, checksum, rows, quarantined, lake_object, loaded_at)
+VALUES ({log_row});
+COMMIT TRANSACTION;
+"""
+        try:
+            self.client.query(script).result(timeout=self.timeout)
+        except exceptions.GoogleAPICallError as e:
+            raise WarehouseError(
+                f"{label}: replacing {svc.table} {month:%Y-%m} failed and was rolled back: {e.message}"
+            ) from None
+
+    def _scalar(self, sql: str, params: list | None = None) -> object:
+        job = self.client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params or []))
+        return next(iter(job.result(timeout=self.timeout)))[0]
+
+    def _latest(self, service: str | None) -> list[bigquery.Row]:
+        sql = f"""
+SELECT service, source_month, checksum, rows, quarantined, loaded_at
+FROM {self._sql_name(LOAD_LOG)}
+WHERE @service IS NULL OR service = @service
+QUALIFY ROW_NUMBER() OVER (PARTITION BY service, source_month ORDER BY loaded_at DESC) = 1
+ORDER BY service, source_month"""
+        params = [bigquery.ScalarQueryParameter("service", "STRING", service)]
+        try:
+            job = self.client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
+            return list(job.result(timeout=self.timeout))
+        except exceptions.NotFound:  # nothing was ever loaded
+            return []
+
+    def loaded_checksums(self, service: str) -> dict[dt.date, str]:
+        return {row["source_month"]: row["checksum"] for row in self._latest(service)}
+
+    def load_log(self, service: str | None = None) -> list[dict]:
+        return [
+            {
+                "service": r["service"],
+                "month": r["source_month"],
+                "checksum": r["checksum"],
+                "rows": r["rows"],
+                "quarantined": r["quarantined"],
+                "loaded_at": r["loaded_at"],
+            }
+            for r in self._latest(service)
+        ]

@@ -1,0 +1,131 @@
+"""The warehouse on BigQuery (bqemulator) fed from the lake on GCS (fake-gcs-server), with the official clients."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from luigi.execution_summary import LuigiStatusCode
+
+from taxi_luigi import sample, services
+from taxi_luigi.tasks import Clean, Download, TaxiYear
+from taxi_luigi.warehouse import warehouse_for
+
+EMULATOR_LOCATION = "US-CENTRAL1"  # fake-gcs-server puts every bucket there; bucket and dataset must agree
+
+
+@pytest.fixture
+def gcp(pipeline, gcs, bigquery, mirror):
+    """The pipeline configured for a fresh bucket and dataset; returns a small helper for reading BigQuery."""
+    bucket, dataset = f"lake-{uuid.uuid4().hex[:10]}", f"taxi_{uuid.uuid4().hex[:10]}"
+    gcs.client().create_bucket(bucket)
+
+    class Gcp:
+        client = bigquery.client()
+
+        @staticmethod
+        def configure(lake_root: str | None = None, template: str = "") -> None:
+            pipeline.configure(
+                template or mirror.template(),
+                lake={"root": lake_root or f"gs://{bucket}/tlc"},
+                gcs={"api_endpoint": gcs.url},
+                gcp={"location": EMULATOR_LOCATION},
+                warehouse={"url": f"bigquery://test/{dataset}"},
+                bigquery={"api_endpoint": bigquery.url},
+            )
+
+        @staticmethod
+        def counts(table: str) -> dict[str, int]:
+            sql = f"SELECT source_month, count(*) AS n FROM `test.{dataset}.{table}` GROUP BY 1 ORDER BY 1"
+            return {f"{r['source_month']:%Y-%m}": r["n"] for r in Gcp.client.query(sql).result()}
+
+        @staticmethod
+        def log_rows() -> int:
+            return next(iter(Gcp.client.query(f"SELECT count(*) FROM `test.{dataset}.load_log`").result()))[0]
+
+    Gcp.configure()
+    Gcp.dataset, Gcp.bucket = dataset, gcs.client().bucket(bucket)
+    return Gcp
+
+
+@pytest.mark.parametrize("service", list(services.SERVICES))
+def test_every_service_lands_in_bigquery_exactly_across_the_2023_type_change(mirror, pipeline, gcp, service):
+    truths = sample.write_mirror(mirror.root, [service], 2023, [1, 2, 3], "tlc", 700)
+
+    assert pipeline.run(TaxiYear(service=service, year=2023, months="1-3")).status == LuigiStatusCode.SUCCESS
+
+    table = services.service(service).table
+    assert gcp.counts(table) == {f"2023-{t.month:02d}": t.clean for t in truths}
+    quarantined = {f"2023-{t.month:02d}": sum(t.reasons.values()) for t in truths if sum(t.reasons.values())}
+    assert gcp.counts(f"{table}_quarantine") == quarantined
+    schema = {f.name: f.field_type for f in gcp.client.get_table(f"test.{gcp.dataset}.{table}").schema}
+    assert schema["pickup_datetime"] == "DATETIME" and schema["source_month"] == "DATE"
+
+
+def test_a_rerun_loads_nothing_and_asks_each_service_once(mirror, pipeline, gcp, gcs, bigquery, monkeypatch):
+    sample.write_mirror(mirror.root, ["green"], 2022, range(1, 13), "tlc", 200)
+    assert pipeline.run(TaxiYear(service="green", year=2022)).status == LuigiStatusCode.SUCCESS
+    before = warehouse_for(f"bigquery://test/{gcp.dataset}").load_log()
+
+    calls = {gcs.url: [], bigquery.url: []}  # a spy on the transport: real requests, counted
+    real_request = requests.Session.request
+
+    def counted(session, method, url, *args, **kwargs):
+        for base, seen in calls.items():
+            if url.startswith(base):
+                seen.append(f"{method} {url.removeprefix(base).split('?')[0]}")
+        return real_request(session, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", counted)
+    result = pipeline.run(TaxiYear(service="green", year=2022))
+
+    assert result.status == LuigiStatusCode.SUCCESS and "ran successfully" not in result.summary_text
+    assert len(calls[gcs.url]) == 1  # one listing of the year's manifests
+    posts = [c for c in calls[bigquery.url] if c.startswith("POST")]
+    assert posts == ["POST /bigquery/v2/projects/test/jobs"]  # one query: the year's load_log
+    assert all(c.startswith("GET /bigquery/v2/projects/test/queries/") for c in calls[bigquery.url][1:])  # its result
+    assert warehouse_for(f"bigquery://test/{gcp.dataset}").load_log() == before
+    assert mirror.downloads() == 12
+
+
+def test_a_republished_month_replaces_exactly_that_month(mirror, pipeline, gcp):
+    sample.write_mirror(mirror.root, ["yellow"], 2022, [1, 2], "tlc", 600)
+    pipeline.run(TaxiYear(service="yellow", year=2022, months="1-2"))
+    first = gcp.counts("yellow_tripdata")
+
+    new = sample.write_month(mirror.root, "yellow", 2022, 2, "tlc", 900)
+    feb = dt.date(2022, 2, 1)
+    for task in (Download(service="yellow", month=feb), Clean(service="yellow", month=feb)):
+        Path(task.output().path).unlink()
+    gcp.bucket.blob("tlc/yellow/2022/yellow_tripdata_2022-02.manifest.json").delete()  # what an invalidation does
+    result = pipeline.run(TaxiYear(service="yellow", year=2022, months="1-2"))
+    assert result.status == LuigiStatusCode.SUCCESS
+    assert gcp.counts("yellow_tripdata") == {"2022-01": first["2022-01"], "2022-02": new.clean}
+    assert gcp.log_rows() == 3
+
+
+def test_a_failed_load_leaves_neither_a_log_row_nor_a_partial_month(mirror, pipeline, gcp):
+    """A real permanent error: someone dropped a column of the table, so the INSERT fails in the transaction
+    after the DELETE ran."""
+    sample.write_mirror(mirror.root, ["fhv"], 2021, [3, 4], "tlc", 500)
+    assert pipeline.run(TaxiYear(service="fhv", year=2021, months="3")).status == LuigiStatusCode.SUCCESS
+    march = gcp.counts("fhv_tripdata")
+    gcp.client.query(f"ALTER TABLE `test.{gcp.dataset}.fhv_tripdata` DROP COLUMN other_columns").result()
+
+    assert pipeline.run(TaxiYear(service="fhv", year=2021, months="4")).status == LuigiStatusCode.FAILED
+
+    assert gcp.counts("fhv_tripdata") == march
+    assert gcp.log_rows() == 1
+    tables = {t.table_id for t in gcp.client.list_tables(f"test.{gcp.dataset}")}
+    assert not any(t.startswith("_staging_") for t in tables)
+
+
+def test_a_local_lake_loads_into_bigquery_from_files(mirror, pipeline, gcp, tmp_path):
+    truth = sample.write_month(mirror.root, "green", 2021, 8, "tlc", 400)
+    gcp.configure(lake_root=str(tmp_path / "lake"))
+    assert pipeline.run(TaxiYear(service="green", year=2021, months="8")).status == LuigiStatusCode.SUCCESS
+    assert gcp.counts("green_tripdata") == {"2021-08": truth.clean}
+    assert gcp.log_rows() == 1
