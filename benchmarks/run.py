@@ -93,17 +93,23 @@ class Bench:
         self.python = sys.executable
         self.luigi_bin = str(Path(sys.executable).with_name("luigi"))
 
-    def config(self, name: str, ext: str) -> Path:
-        """An override file with its own data dir, lake and warehouse, read after luigi.cfg."""
+    def config(self, name: str, ext: str, **sections: dict[str, object]) -> Path:
+        """An override file with its own data dir, lake and warehouse, read after luigi.cfg; ``sections`` add keys."""
         data = self.work / name
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir(parents=True)
+        settings: dict[str, dict[str, object]] = {
+            "paths": {"data_dir": data},
+            "lake": {"root": data / "lake"},
+            "warehouse": {"url": f"duckdb:///{data / 'warehouse.duckdb'}"},
+            "source": {"url_template": f"{self.url}/{{service}}/{{service}}_tripdata_{{year}}-{{month:02d}}{ext}"},
+            "core": {"log_level": "WARNING"},
+        }
+        for section, keys in sections.items():
+            settings.setdefault(section, {}).update(keys)
         cfg = data / "override.cfg"
         cfg.write_text(
-            f"[paths]\ndata_dir = {data}\n[lake]\nroot = {data / 'lake'}\n"
-            f"[warehouse]\nurl = duckdb:///{data / 'warehouse.duckdb'}\n"
-            f"[source]\nurl_template = {self.url}/{{service}}/{{service}}_tripdata_{{year}}-{{month:02d}}{ext}\n"
-            "[core]\nlog_level = WARNING\n"
+            "".join(f"[{s}]\n" + "".join(f"{k} = {v}\n" for k, v in kv.items()) for s, kv in settings.items())
         )
         return cfg
 

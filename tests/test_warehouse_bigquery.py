@@ -6,12 +6,15 @@ import datetime as dt
 import uuid
 from pathlib import Path
 
+import luigi
+import luigi.scheduler
+import luigi.worker
 import pytest
 import requests
 from luigi.execution_summary import LuigiStatusCode
 
 from taxi_luigi import sample, services
-from taxi_luigi.tasks import Clean, Download, TaxiYear
+from taxi_luigi.tasks import Clean, Download, Load, Publish, TaxiYear
 from taxi_luigi.warehouse import warehouse_for
 
 EMULATOR_LOCATION = "US-CENTRAL1"  # fake-gcs-server puts every bucket there; bucket and dataset must agree
@@ -115,7 +118,17 @@ def test_a_failed_load_leaves_neither_a_log_row_nor_a_partial_month(mirror, pipe
     march = gcp.counts("fhv_tripdata")
     gcp.client.query(f"ALTER TABLE `test.{gcp.dataset}.fhv_tripdata` DROP COLUMN other_columns").result()
 
-    assert pipeline.run(TaxiYear(service="fhv", year=2021, months="4")).status == LuigiStatusCode.FAILED
+    load = Load(service="fhv", month=dt.date(2021, 4, 1))
+    scheduler = luigi.scheduler.Scheduler()
+    with luigi.worker.Worker(scheduler=scheduler, no_install_shutdown_handler=True) as worker:
+        worker.add(load)
+        assert not worker.run()
+
+    error = scheduler.fetch_error(load.task_id)["error"]
+    assert (
+        f"fhv 2021-04: replacing bigquery://test/{gcp.dataset}.fhv_tripdata 2021-04 failed and was rolled back" in error
+    )
+    assert "drop it and rerun" in error
 
     assert gcp.counts("fhv_tripdata") == march
     assert gcp.log_rows() == 1
@@ -126,6 +139,9 @@ def test_a_failed_load_leaves_neither_a_log_row_nor_a_partial_month(mirror, pipe
 def test_a_local_lake_loads_into_bigquery_from_files(mirror, pipeline, gcp, tmp_path):
     truth = sample.write_month(mirror.root, "green", 2021, 8, "tlc", 400)
     gcp.configure(lake_root=str(tmp_path / "lake"))
+    month = dt.date(2021, 8, 1)
+    assert pipeline.run(Publish(service="green", month=month)).status == LuigiStatusCode.SUCCESS
+    assert not Load(service="green", month=month).complete()  # asked of a dataset that does not exist yet
     assert pipeline.run(TaxiYear(service="green", year=2021, months="8")).status == LuigiStatusCode.SUCCESS
     assert gcp.counts("green_tripdata") == {"2021-08": truth.clean}
     assert gcp.log_rows() == 1

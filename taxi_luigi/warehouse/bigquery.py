@@ -47,6 +47,19 @@ LOAD_LOG_SCHEMA = [
 ]
 
 
+def _fix(error: exceptions.GoogleAPICallError) -> str:
+    """What to do about a permanent error; transient ones were already retried by the client."""
+    if isinstance(error, exceptions.Forbidden):
+        return (
+            "The account needs roles/bigquery.dataEditor on the dataset and roles/bigquery.jobUser on the project "
+            "(and roles/storage.objectViewer on the bucket when the lake is on GCS): see docs/gcp.md."
+        )
+    return (
+        "If it names a column or a type, the table's schema no longer matches the canonical one (docs/schema.md): "
+        "fix the table, or drop it and rerun to reload every month."
+    )
+
+
 def _literal(value: str) -> str:
     """A BigQuery string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -190,8 +203,8 @@ class BigQueryWarehouse(Warehouse):
                 job.result(timeout=self.timeout)
             except exceptions.GoogleAPICallError as e:
                 raise WarehouseError(
-                    f"{label}: the load job into {job.destination.table_id} failed: {e.message}. Nothing was changed; "
-                    "if the message names a column or type, the lake object does not match the table's schema."
+                    f"{label}: the load job into {job.destination.table_id} failed: {e.message}. Nothing was changed. "
+                    f"{_fix(e)}"
                 ) from None
 
     def _swap(self, svc: Service, month: dt.date, manifest: dict, staged: list[str], label: str) -> None:
@@ -223,7 +236,8 @@ COMMIT TRANSACTION;
             self.client.query(script).result(timeout=self.timeout)
         except exceptions.GoogleAPICallError as e:
             raise WarehouseError(
-                f"{label}: replacing {svc.table} {month:%Y-%m} failed and was rolled back: {e.message}"
+                f"{label}: replacing {self!r}.{svc.table} {month:%Y-%m} failed and was rolled back: {e.message}. "
+                f"{_fix(e)}"
             ) from None
 
     def _scalar(self, sql: str, params: list | None = None) -> object:
@@ -243,6 +257,14 @@ ORDER BY service, source_month"""
             return list(job.result(timeout=self.timeout))
         except exceptions.NotFound:  # nothing was ever loaded
             return []
+        except exceptions.Forbidden:
+            # bqemulator answers 403 where BigQuery answers 404 for a missing dataset: ask which it is,
+            # so that a real permission error is not taken for "nothing loaded yet".
+            try:
+                self.client.get_table(self._table(LOAD_LOG), timeout=self.timeout)
+            except exceptions.NotFound:
+                return []
+            raise
 
     def loaded_checksums(self, service: str) -> dict[dt.date, str]:
         return {row["source_month"]: row["checksum"] for row in self._latest(service)}
