@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -64,8 +66,11 @@ def test_every_service_lands_in_bigquery_exactly_across_the_2023_type_change(mir
     assert gcp.counts(table) == {f"2023-{t.month:02d}": t.clean for t in truths}
     quarantined = {f"2023-{t.month:02d}": sum(t.reasons.values()) for t in truths if sum(t.reasons.values())}
     assert gcp.counts(f"{table}_quarantine") == quarantined
-    schema = {f.name: f.field_type for f in gcp.client.get_table(f"test.{gcp.dataset}.{table}").schema}
+    created = gcp.client.get_table(f"test.{gcp.dataset}.{table}")
+    schema = {f.name: f.field_type for f in created.schema}
     assert schema["pickup_datetime"] == "DATETIME" and schema["source_month"] == "DATE"
+    assert (created.time_partitioning.type_, created.time_partitioning.field) == ("MONTH", "source_month")
+    assert created.clustering_fields == ["pu_location_id", "do_location_id"]
 
 
 def test_a_rerun_loads_nothing_and_asks_each_service_once(mirror, pipeline, gcp, gcs, bigquery, monkeypatch):
@@ -145,3 +150,26 @@ def test_a_local_lake_loads_into_bigquery_from_files(mirror, pipeline, gcp, tmp_
     assert pipeline.run(TaxiYear(service="green", year=2021, months="8")).status == LuigiStatusCode.SUCCESS
     assert gcp.counts("green_tripdata") == {"2021-08": truth.clean}
     assert gcp.log_rows() == 1
+
+
+def test_the_smoke_script_for_real_gcp_passes_on_the_emulators(gcs, bigquery):
+    bucket = f"smoke-{uuid.uuid4().hex[:8]}"
+    gcs.client().create_bucket(bucket)
+    where = ["--project", "test", "--bucket", bucket, "--dataset", "smoke", "--location", EMULATOR_LOCATION]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "scripts/gcp_smoke.py",
+            *where,
+            "--gcs-endpoint",
+            gcs.url,
+            "--bigquery-endpoint",
+            bigquery.url,
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("ok ") == 5 and "FAILED" not in run.stdout
