@@ -297,6 +297,14 @@ def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
     if len(cleans) > 1:
         ratio = max(cleans) / min(cleans)
         found.append(("Clean RSS flat: largest month within 1.3x of the smallest", f"{ratio:.2f}x", ratio <= 1.3))
+    pg = {r.how: r.measured for r in rows if r.step == "postgres"}
+    if ours := pg.get("taxi-luigi Load"):
+        if course := pg.get("course: pandas to_sql"):
+            ratio = course.wall / ours.wall
+            found.append(("PostgreSQL: Load >= 10x faster than the course's to_sql", f"{ratio:.1f}x", ratio >= 10))
+        ratio = pg["psql \\copy of a CSV"].wall / ours.wall
+        found.append(("PostgreSQL: Load >= 0.7x the speed of psql \\copy", f"{ratio:.2f}x", ratio >= 0.7))
+        found.append(("PostgreSQL: Load peak RSS <= 512 MB", f"{ours.peak_mb:,.0f} MB", ours.peak_mb <= 512))
     again = next(r.measured for r in rows if r.how == "no-op rerun")
     found.append(("no-op rerun of a finished 12-month year <= 3 s", f"{again.wall:.2f} s", again.wall <= 3))
     one, two = (next(r.measured for r in rows if r.how == f"--workers {n}") for n in (1, 2))
@@ -366,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--year-rows", type=int, default=20_000, help="rows a month of the no-op year")
     parser.add_argument("--workers-rows", type=int, default=1_000_000, help="rows a month of the --workers runs")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each step and baseline; the best counts")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL loads")
     parser.add_argument("--no-course", action="store_true", help="skip the course's pandas method (slow, ~3 GB)")
     parser.add_argument("--work", type=Path, default=REPO / "data" / "bench", help="where months and outputs go")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
@@ -378,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(args.work, url)
         rows += month_rows(bench, yellow, course=not args.no_course, repeats=args.repeats)
         rows += month_rows(bench, fhvhv, course=False, repeats=args.repeats)
+        if not args.no_postgres:
+            from postgres import postgres_rows
+
+            rows += postgres_rows(bench, yellow, MONTH, course=not args.no_course)
         rows += year_rows(bench, mirror, args.year_rows, args.workers_rows)
     command = "./scripts/bench" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     write_results(args.results, rows, command)

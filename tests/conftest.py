@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mirror import MirrorServer
 
 REPO = Path(__file__).resolve().parent.parent
-pytest_plugins = ["conftest_gcp"]
+pytest_plugins = ["conftest_gcp", "conftest_postgres"]
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ class Warehouse(ABC):
 def warehouse_for(url: str) -> Warehouse:
     """The backend for a URL, with its settings from the config files.
 
-    ``duckdb:///relative/path``, ``duckdb:////absolute/path`` or ``bigquery://project/dataset``.
+    ``duckdb:///relative/path``, ``duckdb:////absolute/path``, ``bigquery://project/dataset`` or
+    ``postgresql://user@host:port/db[?schema=name]``.
     """
     from taxi_luigi import config
 
@@ -60,6 +61,10 @@ def warehouse_for(url: str) -> Warehouse:
         return BigQueryWarehouse(
             project, dataset, config.gcp().location, settings.api_endpoint, settings.timeout_seconds
         )
+    if url.startswith(("postgresql://", "postgresql+psycopg2://")):
+        from taxi_luigi.warehouse.postgres import PostgresWarehouse
+
+        return PostgresWarehouse(url)
     scheme = url.split("://", 1)[0] if "://" in url else url
     raise ValueError(
         f"warehouse url scheme {scheme!r} is not supported; use duckdb:///path or bigquery://project/dataset"

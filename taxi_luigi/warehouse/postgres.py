@@ -1,0 +1,278 @@
+"""The warehouse on PostgreSQL, through SQLAlchemy (the URL, the connection) and psycopg2 (COPY).
+
+Each month is a partition of ``{service}_tripdata`` (LIST on ``source_month``). A month is
+replaced in one transaction: a new table is filled by COPY, streamed from the clean parquet
+in batches (never a month in memory, never an INSERT per row), counted against the
+manifest, then swapped in for the old partition (DETACH, DROP, ATTACH) together with the
+load_log row. Until COMMIT readers see the old month; the swap's lock makes them wait the
+moment it takes, then they see the new month whole. Anything failing before COMMIT,
+including the server going away, leaves the month and the log as they were.
+
+Why partitions rather than one table with an index on source_month: replacing a month is
+then a DROP of the old partition, not a DELETE of millions of rows that leaves them for
+VACUUM, and a query for one month reads only that month's table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import queue
+import threading
+import uuid
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import sqlalchemy
+from sqlalchemy.engine import make_url
+
+from taxi_luigi.lake import Lake
+from taxi_luigi.progress import Say
+from taxi_luigi.services import SOURCE_MONTH, Service
+from taxi_luigi.warehouse import LOAD_LOG, Warehouse, WarehouseError
+
+PG_TYPES = {
+    "int32": "integer",
+    "int64": "bigint",
+    "double": "double precision",
+    "string": "text",
+    "timestamp": "timestamp",
+    "date": "date",
+}
+BATCH_ROWS = 100_000
+COPY_BYTES = 1 << 20  # what psycopg2 asks of the stream at a time (its default: 8 kB)
+_LOAD_LOG_DDL = """
+CREATE TABLE IF NOT EXISTS {log} (
+    service text NOT NULL,
+    source_month date NOT NULL,
+    checksum text NOT NULL,
+    rows bigint NOT NULL,
+    quarantined bigint NOT NULL,
+    lake_object text NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_columns(svc: Service) -> list[tuple[str, str, bool]]:
+    """(name, type, NOT NULL) of the clean table: wrong data cannot load quietly."""
+    required = {"pickup_datetime", SOURCE_MONTH.name}
+    return [(c.name, PG_TYPES[c.type], c.name in required) for c in svc.all_columns]
+
+
+def quarantine_columns(svc: Service) -> list[tuple[str, str, bool]]:
+    return [
+        (f.name, "date" if f.name == SOURCE_MONTH.name else "text", f.name in ("reason", SOURCE_MONTH.name))
+        for f in svc.quarantine_schema()
+    ]
+
+
+class _CsvStream(io.RawIOBase):
+    """A parquet file as CSV text for COPY ... FROM STDIN, made a batch at a time by a thread of its own.
+
+    The thread writes the next batches' CSV while the server parses the last ones; the queue
+    bounds what is held to a few batches, whatever the month's size.
+    """
+
+    def __init__(self, path: Path, progress: Say, total: int, low: int, high: int) -> None:
+        self._chunks: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=4)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._current = memoryview(b"")
+        self._say, self._total, self._low, self._high = progress, total, low, high
+        self.rows = 0
+        self._thread = threading.Thread(target=self._produce, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _produce(self, path: Path) -> None:
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
+                sink = io.BytesIO()
+                pacsv.write_csv(batch, sink, pacsv.WriteOptions(include_header=False))
+                if not self._put((sink.getvalue(), batch.num_rows)):
+                    return
+        except BaseException as e:  # handed to the reader, which raises it in COPY's thread
+            self._error = e
+        self._put(None)
+
+    def _put(self, item: tuple[bytes, int] | None) -> bool:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._chunks.put(item, timeout=0.1)
+                return True
+        return False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._current:
+            item = self._chunks.get()
+            if item is None:
+                if self._error is not None:
+                    raise self._error
+                return b""
+            data, rows = item
+            self._current = memoryview(data)
+            self.rows += rows
+            if self._total:
+                pct = self._low + (self._high - self._low) * self.rows // self._total
+                self._say(pct, f"{self.rows:,} of {self._total:,} rows copied")
+        chunk = self._current if size < 0 else self._current[:size]
+        self._current = self._current[len(chunk) :]
+        return chunk.tobytes()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        super().close()
+
+
+class PostgresWarehouse(Warehouse):
+    """``postgresql://user@host:port/db[?schema=name]``; the password comes from ~/.pgpass or PGPASSWORD."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        self.schema = parsed.query.get("schema", "public")
+        # psycopg2, the card's driver, whatever SQLAlchemy's default for postgresql:// (2.1: psycopg 3).
+        parsed = parsed.difference_update_query(["schema"]).set(drivername="postgresql+psycopg2")
+        self.safe_url = parsed.render_as_string(hide_password=True)
+        self.engine = sqlalchemy.create_engine(parsed, poolclass=sqlalchemy.pool.NullPool)
+
+    def __repr__(self) -> str:
+        return self.safe_url
+
+    def _name(self, table: str) -> str:
+        return f"{_ident(self.schema)}.{_ident(table)}"
+
+    def _connect(self) -> sqlalchemy.engine.Connection:
+        try:
+            return self.engine.connect()
+        except sqlalchemy.exc.OperationalError as e:
+            raise WarehouseError(
+                f"cannot connect to the PostgreSQL warehouse {self.safe_url}: {_first_line(e)}. Check the host, port "
+                "and user in [warehouse] url, and the password in ~/.pgpass or PGPASSWORD (never in the url)."
+            ) from None
+
+    def _ensure(self, cur: object, svc: Service) -> None:
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(self.schema)}")
+        cur.execute(_LOAD_LOG_DDL.format(log=self._name(LOAD_LOG)))
+        for table, columns in ((svc.table, table_columns(svc)), (svc.quarantine_table, quarantine_columns(svc))):
+            cols = ", ".join(f"{_ident(n)} {t}{' NOT NULL' * required}" for n, t, required in columns)
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._name(table)} ({cols}, "
+                "CHECK (source_month = date_trunc('month', source_month::timestamp)::date)) "
+                "PARTITION BY LIST (source_month)"
+            )
+
+    def replace_month(
+        self, svc: Service, month: dt.date, lake: Lake, manifest: dict, label: str, progress: Say | None = None
+    ) -> int:
+        say = progress or (lambda pct, msg: None)
+        with lake.verified_copies(manifest, label) as (data, quarantine), self._connect() as conn:
+            raw = conn.connection.dbapi_connection
+            try:
+                with raw.cursor() as cur:
+                    self._ensure(cur, svc)
+                    raw.commit()
+                    parts = (
+                        (svc.table, data, manifest["rows"], 30, 85),
+                        (svc.quarantine_table, quarantine, manifest["quarantined"], 85, 90),
+                    )
+                    staged = [
+                        self._fill(cur, t, month, path, rows, label, say, lo, hi) for t, path, rows, lo, hi in parts
+                    ]
+                    say(92, f"swapping in {svc.table} {month:%Y-%m}")
+                    for (table, *_), new in zip(parts, staged, strict=True):
+                        self._swap(cur, table, month, new)
+                    cur.execute(
+                        f"INSERT INTO {self._name(LOAD_LOG)} (service, source_month, checksum, rows, quarantined, "
+                        "lake_object) VALUES (%s, %s, %s, %s, %s, %s)",
+                        (
+                            svc.name,
+                            month,
+                            manifest["checksum"],
+                            manifest["rows"],
+                            manifest["quarantined"],
+                            manifest["objects"]["data"]["key"],
+                        ),
+                    )
+                raw.commit()
+            except WarehouseError:
+                raw.rollback()
+                raise
+            except Exception as e:
+                _rollback_quietly(raw)
+                raise WarehouseError(
+                    f"{label}: loading into {self.safe_url} failed and nothing was committed: {_first_line(e)}. "
+                    "Rerun when the server is reachable."
+                ) from None
+        return manifest["rows"]
+
+    def _fill(
+        self, cur: object, table: str, month: dt.date, path: Path, rows: int, label: str, say: Say, low: int, high: int
+    ) -> str:
+        """A new table shaped like ``table``, holding the month from ``path``; returns its name."""
+        new = f"{table}_new_{uuid.uuid4().hex[:8]}"
+        cur.execute(
+            f"CREATE TABLE {self._name(new)} (LIKE {self._name(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        )
+        # The partition's own constraint, declared up front, spares ATTACH a scan of the month.
+        cur.execute(f"ALTER TABLE {self._name(new)} ADD CHECK (source_month = %s)", (month,))
+        cols = ", ".join(_ident(n) for n in pq.read_schema(path).names)
+        # FREEZE: the table is new in this transaction, so its rows can be written frozen (no later VACUUM pass).
+        with _CsvStream(path, say, rows, low, high) as stream:
+            cur.copy_expert(f"COPY {self._name(new)} ({cols}) FROM STDIN WITH (FORMAT csv, FREEZE)", stream, COPY_BYTES)
+        cur.execute(f"SELECT count(*) FROM {self._name(new)}")
+        found = cur.fetchone()[0]
+        if found != rows:
+            raise WarehouseError(
+                f"{label}: COPY put {found} rows into {table} but the manifest says {rows}; rolled back. "
+                "This is a bug: please report it with the lake object."
+            )
+        return new
+
+    def _swap(self, cur: object, table: str, month: dt.date, new: str) -> None:
+        part = f"{table}_{month:%Y%m}"
+        cur.execute("SELECT to_regclass(%s)", (f"{self._name(part)}",))
+        if cur.fetchone()[0] is not None:
+            cur.execute(f"ALTER TABLE {self._name(table)} DETACH PARTITION {self._name(part)}")
+            cur.execute(f"DROP TABLE {self._name(part)}")
+        cur.execute(f"ALTER TABLE {self._name(new)} RENAME TO {_ident(part)}")
+        cur.execute(f"ALTER TABLE {self._name(table)} ATTACH PARTITION {self._name(part)} FOR VALUES IN (%s)", (month,))
+
+    def _latest(self, service: str | None) -> list[dict]:
+        with self._connect() as conn:
+            if conn.execute(sqlalchemy.text("SELECT to_regclass(:t)"), {"t": self._name(LOAD_LOG)}).scalar() is None:
+                return []
+            rows = conn.execute(
+                sqlalchemy.text(
+                    f"SELECT DISTINCT ON (service, source_month) service, source_month, checksum, rows, quarantined, "
+                    f"loaded_at FROM {self._name(LOAD_LOG)} WHERE CAST(:s AS text) IS NULL OR service = :s "
+                    "ORDER BY service, source_month, loaded_at DESC"
+                ),
+                {"s": service},
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def loaded_checksums(self, service: str) -> dict[dt.date, str]:
+        return {r["source_month"]: r["checksum"] for r in self._latest(service)}
+
+    def load_log(self, service: str | None = None) -> list[dict]:
+        return [{"month": r.pop("source_month"), **r} for r in self._latest(service)]
+
+
+def _first_line(error: Exception) -> str:
+    cause = getattr(error, "orig", None) or error
+    return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+
+
+def _rollback_quietly(raw: object) -> None:
+    """After a lost connection there is nothing to roll back, and trying raises again: the original error counts."""
+    with contextlib.suppress(Exception):
+        raw.rollback()

@@ -1,0 +1,139 @@
+"""The warehouse on a real PostgreSQL server started by the suite: COPY, partition swap, exact and idempotent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from luigi.execution_summary import LuigiStatusCode
+
+from taxi_luigi import clean, sample, services
+from taxi_luigi.lake.local import LocalLake
+from taxi_luigi.tasks import TaxiYear
+from taxi_luigi.warehouse import WarehouseError
+from taxi_luigi.warehouse.postgres import PostgresWarehouse
+
+
+def counts(url: str, table: str) -> dict[str, int]:
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    with engine.connect() as conn:
+        rows = conn.execute(sqlalchemy.text(f"SELECT source_month, count(*) FROM {table} GROUP BY 1 ORDER BY 1"))
+        return {f"{m:%Y-%m}": n for m, n in rows}
+
+
+def published(tmp_path: Path, service: str, month: dt.date, rows: int, seed_dir: str) -> tuple[LocalLake, dict]:
+    """A month cleaned and published to a local lake, as Publish leaves it."""
+    work = tmp_path / seed_dir
+    truth = sample.write_month(work / "mirror", service, month.year, month.month, "tlc", rows)
+    out = clean.Outputs(work / "d.parquet", work / "q.parquet")
+    report = clean.clean_month(truth.path, ".parquet", services.service(service), month, out, label="t")
+    (work / "r.json").write_text(json.dumps(report))
+    the_lake = LocalLake(str(tmp_path / "lake"))
+    files = {"data": out.data, "quarantine": out.quarantine, "report": work / "r.json"}
+    return the_lake, the_lake.publish_month(service, month, files, {})
+
+
+@pytest.mark.parametrize("service", list(services.SERVICES))
+def test_every_service_loads_exact_counts_into_monthly_partitions(mirror, pipeline, pg_database, service):
+    truths = sample.write_mirror(mirror.root, [service], 2023, [1, 2, 3], "tlc", 800)
+    pipeline.configure(mirror.template(), warehouse={"url": pg_database})
+
+    assert pipeline.run(TaxiYear(service=service, year=2023, months="1-3")).status == LuigiStatusCode.SUCCESS
+
+    table = services.service(service).table
+    assert counts(pg_database, table) == {f"2023-{t.month:02d}": t.clean for t in truths}
+    quarantined = {f"2023-{t.month:02d}": sum(t.reasons.values()) for t in truths if sum(t.reasons.values())}
+    assert counts(pg_database, f"{table}_quarantine") == quarantined
+    engine = sqlalchemy.create_engine(pg_database.replace("postgresql://", "postgresql+psycopg2://", 1))
+    with engine.connect() as conn:
+        parts = conn.execute(
+            sqlalchemy.text("SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = CAST(:t AS regclass)"),
+            {"t": table},
+        ).scalars()
+        assert sorted(parts) == [f"{table}_2023{m:02d}" for m in (1, 2, 3)]
+
+
+def test_a_rerun_loads_nothing(mirror, pipeline, pg_database):
+    sample.write_mirror(mirror.root, ["green"], 2022, range(1, 7), "tlc", 300)
+    pipeline.configure(mirror.template(), warehouse={"url": pg_database})
+    assert pipeline.run(TaxiYear(service="green", year=2022, months="1-6")).status == LuigiStatusCode.SUCCESS
+    before = PostgresWarehouse(pg_database).load_log()
+
+    result = pipeline.run(TaxiYear(service="green", year=2022, months="1-6"))
+
+    assert result.status == LuigiStatusCode.SUCCESS and "ran successfully" not in result.summary_text
+    assert PostgresWarehouse(pg_database).load_log() == before
+    assert mirror.downloads() == 6
+
+
+def test_a_replaced_month_is_never_seen_half_loaded(tmp_path, pg_database):
+    month = dt.date(2022, 2, 1)
+    wh = PostgresWarehouse(pg_database)
+    old_lake, old = published(tmp_path, "yellow", month, 150_000, "old")
+    wh.replace_month(services.YELLOW, month, old_lake, old, "yellow 2022-02")
+    new_lake, new = published(tmp_path, "yellow", month, 230_000, "new")
+    seen: list[int] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        engine = sqlalchemy.create_engine(pg_database.replace("postgresql://", "postgresql+psycopg2://", 1))
+        with engine.connect() as conn:
+            while not done.is_set():
+                seen.append(conn.execute(sqlalchemy.text(
+                    "SELECT count(*) FROM yellow_tripdata WHERE source_month = '2022-02-01'")).scalar())  # fmt: skip
+                conn.commit()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        wh.replace_month(services.YELLOW, month, new_lake, new, "yellow 2022-02")
+    finally:
+        done.set()
+        thread.join()
+
+    assert set(seen) <= {old["rows"], new["rows"]} and seen[0] == old["rows"] and seen[-1] == new["rows"]
+    assert len(seen) > 10  # the reader really ran during the load
+    assert counts(pg_database, "yellow_tripdata") == {"2022-02": new["rows"]}
+    assert [r["checksum"] for r in wh.load_log("yellow")] == [new["checksum"]]
+
+
+def test_the_server_stopping_mid_load_commits_nothing_and_a_rerun_succeeds(tmp_path, postgres, pg_database):
+    if not postgres.can_restart:
+        pytest.skip("the server named by TAXI_LUIGI_TEST_POSTGRES_URL is not ours to stop")
+    month = dt.date(2021, 9, 1)
+    the_lake, manifest = published(tmp_path, "fhvhv", month, 250_000, "m")
+    wh = PostgresWarehouse(pg_database)
+    stopped = []
+
+    def stop_once(pct: int, message: str) -> None:
+        if "rows copied" in message and not stopped:
+            stopped.append(message)
+            postgres.stop()  # an immediate shutdown while COPY is streaming
+
+    with pytest.raises(WarehouseError, match=r"fhvhv 2021-09: loading into .* failed and nothing was committed"):
+        wh.replace_month(services.FHVHV, month, the_lake, manifest, "fhvhv 2021-09", stop_once)
+    assert stopped
+    postgres.start()
+
+    assert wh.loaded_checksums("fhvhv") == {}
+    assert counts(pg_database, "fhvhv_tripdata") == {}
+    assert wh.replace_month(services.FHVHV, month, the_lake, manifest, "fhvhv 2021-09") == manifest["rows"]
+    assert counts(pg_database, "fhvhv_tripdata") == {"2021-09": manifest["rows"]}
+
+
+def test_a_wrong_password_is_a_clear_error_that_does_not_print_it(pg_database, monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", "not-the-pw-6y7u")  # libpq takes it before the passfile
+    with pytest.raises(WarehouseError) as caught:
+        PostgresWarehouse(pg_database).loaded_checksums("yellow")
+    assert "password authentication failed" in str(caught.value)
+    assert "not-the-pw-6y7u" not in str(caught.value)
+
+    monkeypatch.delenv("PGPASSWORD")
+    inline = pg_database.replace("://taxi@", "://taxi:in-url-pw-3e4r@", 1)
+    with pytest.raises(WarehouseError) as caught:
+        PostgresWarehouse(inline).loaded_checksums("yellow")
+    assert "in-url-pw-3e4r" not in str(caught.value) and "***" in str(caught.value)
