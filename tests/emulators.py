@@ -45,6 +45,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_group(process: subprocess.Popen[bytes], first: signal.Signals) -> None:
+    """Send ``first`` to the process's whole group and wait; SIGKILL the group if it is not gone in 10 s."""
+    try:
+        os.killpg(process.pid, first)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:  # already gone
+        process.wait()
+
+
+def tail(log: Path, lines: int = 30) -> str:
+    """The end of a server's log, for an error message."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when pytest dies, even by SIGKILL, which skips atexit (Linux only)."""
     if sys.platform == "linux":
@@ -108,20 +125,12 @@ class Emulator:
 
     def stop(self) -> None:
         """SIGTERM to the whole process group, then SIGKILL after 10 s. Safe to call twice."""
-        if self.process is None:
-            return
-        process, self.process = self.process, None
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        except ProcessLookupError:  # already gone
-            process.wait()
+        if self.process is not None:
+            process, self.process = self.process, None
+            stop_group(process, signal.SIGTERM)
 
     def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return tail(self.log, lines)
 
     def __enter__(self: E) -> E:
         self.start()

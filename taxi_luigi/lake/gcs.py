@@ -37,6 +37,8 @@ def client(project: str, endpoint: str) -> storage.Client:
 
 
 class GCSLake(Lake):
+    """``gs://bucket/prefix``; settings from ``[gcs]`` and ``[gcp]``, credentials from the environment."""
+
     def __init__(self, root: str) -> None:
         bucket, _, prefix = root.removeprefix("gs://").partition("/")
         if not bucket:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import sqlalchemy
+from psycopg2.extensions import connection, cursor
 from sqlalchemy.engine import make_url
 
 from taxi_luigi.lake import Lake
@@ -159,7 +160,7 @@ class PostgresWarehouse(Warehouse):
                 "and user in [warehouse] url, and the password in ~/.pgpass or PGPASSWORD (never in the url)."
             ) from None
 
-    def _ensure(self, cur: object, svc: Service) -> None:
+    def _ensure(self, cur: cursor, svc: Service) -> None:
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(self.schema)}")
         cur.execute(_LOAD_LOG_DDL.format(log=self._name(LOAD_LOG)))
         for table, columns in ((svc.table, table_columns(svc)), (svc.quarantine_table, quarantine_columns(svc))):
@@ -215,7 +216,7 @@ class PostgresWarehouse(Warehouse):
         return manifest["rows"]
 
     def _fill(
-        self, cur: object, table: str, month: dt.date, path: Path, rows: int, label: str, say: Say, low: int, high: int
+        self, cur: cursor, table: str, month: dt.date, path: Path, rows: int, label: str, say: Say, low: int, high: int
     ) -> str:
         """A new table shaped like ``table``, holding the month from ``path``; returns its name."""
         new = f"{table}_new_{uuid.uuid4().hex[:8]}"
@@ -237,7 +238,7 @@ class PostgresWarehouse(Warehouse):
             )
         return new
 
-    def _swap(self, cur: object, table: str, month: dt.date, new: str) -> None:
+    def _swap(self, cur: cursor, table: str, month: dt.date, new: str) -> None:
         part = f"{table}_{month:%Y%m}"
         cur.execute("SELECT to_regclass(%s)", (f"{self._name(part)}",))
         if cur.fetchone()[0] is not None:
@@ -272,7 +273,7 @@ def _first_line(error: Exception) -> str:
     return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
 
 
-def _rollback_quietly(raw: object) -> None:
+def _rollback_quietly(raw: connection) -> None:
     """After a lost connection there is nothing to roll back, and trying raises again: the original error counts."""
     with contextlib.suppress(Exception):
         raw.rollback()
