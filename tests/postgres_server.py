@@ -165,9 +165,25 @@ class PostgresServer(Postgres):
         account = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
         self.uid = account.pw_uid if account else None
         self.gid = account.pw_gid if account else None
+        self.bin = bin_dir()
         if account:
             os.chown(self.dir, account.pw_uid, account.pw_gid)
+            self.bin = self._reachable_binaries()
         atexit.register(self.close)
+
+    def _reachable_binaries(self) -> Path:
+        """pgserver's install linked under our directory: nobody may not reach the venv (a clone in a private
+        directory, as mktemp -d makes). Hard links cost no space; a copy (34 MB) where they cannot be made."""
+        install = self.dir / "pginstall"
+
+        def link(src: str, dst: str) -> None:
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+
+        shutil.copytree(bin_dir().parent, install, copy_function=link, symlinks=True)
+        return install / "bin"
 
     @property
     def running(self) -> bool:
@@ -187,7 +203,7 @@ class PostgresServer(Postgres):
                 self._initdb(log)
             self.process = subprocess.Popen(
                 [
-                    str(bin_dir() / "postgres"),
+                    str(self.bin / "postgres"),
                     *("-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.socket_dir)),
                     # The cluster dies with the run. Without fsync an immediate stop still keeps committed rows:
                     # only an operating system crash loses what was not synced.
@@ -222,7 +238,7 @@ class PostgresServer(Postgres):
     def _initdb(self, log: BinaryIO) -> None:
         """A cluster whose superuser is postgres; --no-sync since it is thrown away, C locale for the same sorting
         everywhere. pg_hba.conf is replaced before the first start, so no reload is needed."""
-        command = [str(bin_dir() / "initdb"), "-D", str(self.data), "-U", "postgres", "-E", "UTF8", "--no-locale"]
+        command = [str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-E", "UTF8", "--no-locale"]
         initdb = subprocess.run(
             [*command, "--no-sync", "--no-instructions"],
             stdin=subprocess.DEVNULL,
