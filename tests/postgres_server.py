@@ -172,9 +172,12 @@ class PostgresServer(Postgres):
         atexit.register(self.close)
 
     def _reachable_binaries(self) -> Path:
-        """pgserver's install linked under our directory: nobody may not reach the venv (a clone in a private
-        directory, as mktemp -d makes). Hard links cost no space; a copy (34 MB) where they cannot be made."""
-        install = self.dir / "pginstall"
+        """The package's binaries linked under our directory: nobody may not reach the venv (a clone in a private
+        directory, as mktemp -d makes). The binaries find their libraries through an RPATH relative to themselves
+        (``$ORIGIN/../../../<package>.libs``), so the package's layout is kept. Hard links cost no space; a copy
+        (about 40 MB) where they cannot be made."""
+        package = bin_dir().parent.parent
+        site = self.dir / "site"
 
         def link(src: str, dst: str) -> None:
             try:
@@ -182,8 +185,11 @@ class PostgresServer(Postgres):
             except OSError:
                 shutil.copy2(src, dst)
 
-        shutil.copytree(bin_dir().parent, install, copy_function=link, symlinks=True)
-        return install / "bin"
+        shutil.copytree(package / "pginstall", site / package.name / "pginstall", copy_function=link, symlinks=True)
+        libs = package.with_name(f"{package.name}.libs")
+        if libs.is_dir():
+            shutil.copytree(libs, site / libs.name, copy_function=link, symlinks=True)
+        return site / package.name / "pginstall" / "bin"
 
     @property
     def running(self) -> bool:
