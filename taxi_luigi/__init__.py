@@ -12,6 +12,8 @@ from taxi_luigi.tasks import (
     GreenYear,
     Load,
     Publish,
+    TaxiHistory,
+    TaxiLatest,
     TaxiYear,
     YellowYear,
 )
@@ -24,6 +26,8 @@ __all__ = [
     "GreenYear",
     "Load",
     "Publish",
+    "TaxiHistory",
+    "TaxiLatest",
     "TaxiYear",
     "YellowYear",
 ]

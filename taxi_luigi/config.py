@@ -92,3 +92,11 @@ class warehouse(luigi.Config):
 class clean(luigi.Config):
     memory_limit = luigi.Parameter(default="400MB", description="DuckDB memory limit while cleaning a month")
     threads = luigi.IntParameter(default=0, description="DuckDB threads; 0 = one per core")
+
+
+class cron(luigi.Config):
+    """What ``scripts/cron-run`` loads: each service's months from ``start`` through its newest file."""
+
+    services = luigi.Parameter(default="yellow,green,fhv,fhvhv", description="Comma-separated services")
+    start = luigi.MonthParameter(default=None, description="YYYY-MM; default: twelve months before this one")
+    lock_file = luigi.Parameter(default="", description="Empty: cron-run.lock in [paths] data_dir")

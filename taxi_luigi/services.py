@@ -83,6 +83,11 @@ class Service:
     mapped_from: dt.date | None = None
 
     @property
+    def first_loadable(self) -> dt.date:
+        """The first month this version can load."""
+        return self.mapped_from or self.first_month
+
+    @property
     def all_columns(self) -> tuple[Column, ...]:
         """Every column of the clean table, in order."""
         return (*self.columns, OTHER_COLUMNS, SOURCE_MONTH)

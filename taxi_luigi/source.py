@@ -184,6 +184,56 @@ def _http_download(
         time.sleep(backoff * 2 ** (attempt - 1))
 
 
+@dataclass(frozen=True)
+class Remote:
+    """What the source says of a month's file without sending it."""
+
+    url: str
+    bytes: int | None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def probe(url: str, label: str, *, retries: int = 4, backoff: float = 2.0, timeout: float = 60.0) -> Remote | None:
+    """Whether the source has published the file (None: not yet), and its size and version if so.
+
+    A ranged GET of one byte rather than a HEAD: urllib turns a redirected HEAD into a full GET,
+    and GitHub's release downloads redirect. Servers that ignore the range still only send headers
+    before the connection is closed.
+    """
+    src = local_path(url)
+    if src is not None:
+        if not src.is_file():
+            return None
+        stat = src.stat()
+        return Remote(url, stat.st_size, last_modified=f"{stat.st_mtime_ns}")
+    headers = {"User-Agent": "taxi-luigi", "Accept-Encoding": "identity", "Range": "bytes=0-0"}
+    attempt = 0
+    while True:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
+                total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+                size = int(total) if total.isdigit() else _expected_total(resp, 0)
+                return Remote(url, size, resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
+        except urllib.error.HTTPError as e:
+            if e.code in NOT_FOUND_STATUS:
+                return None
+            if e.code not in RETRYABLE_STATUS:
+                raise SourceError(
+                    f"{label}: {url} answered HTTP {e.code} {e.reason} when asked whether it exists."
+                ) from None
+            error: Exception = e
+        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as e:
+            error = e
+        attempt += 1
+        if attempt > retries:
+            raise SourceError(
+                f"{label}: cannot tell whether {url} is published ({_describe(error)}, {retries + 1} attempts). "
+                "Rerun when the source is reachable."
+            ) from None
+        time.sleep(backoff * 2 ** (attempt - 1))
+
+
 def _expected_total(resp: http.client.HTTPResponse, offset: int) -> int | None:
     length = resp.headers.get("Content-Length")
     return offset + int(length) if length and length.isdigit() else None

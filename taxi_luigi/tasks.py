@@ -215,13 +215,18 @@ class Load(MonthTask):
         self.report(100, f"loaded {rows:,} rows")
 
 
+def last_ended_month(today: dt.date) -> dt.date:
+    """The newest month that is over: the newest the TLC could have published."""
+    return (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+
+
 def year_months(svc: services.Service, year: int, months: tuple[int, ...], today: dt.date) -> list[dt.date]:
     """The months of ``year`` to load: those asked for, else all the service has up to last month.
 
     Listed here rather than through RangeMonthly, whose 13-month look-back would
     schedule nothing for an older year.
     """
-    last = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    last = last_ended_month(today)
     wanted = [dt.date(year, m, 1) for m in (months or range(1, 13))]
     if not months:
         wanted = [m for m in wanted if svc.first_month <= m <= last]
@@ -232,22 +237,22 @@ def year_months(svc: services.Service, year: int, months: tuple[int, ...], today
     return wanted
 
 
-class TaxiYear(luigi.WrapperTask):
-    """Every month of a service's year (or ``--months``), loaded into the warehouse."""
+class _MonthsWrapper(luigi.WrapperTask):
+    """Loads of some months of one service, whose completeness is asked of them all at once."""
 
-    service = luigi.ChoiceParameter(choices=list(services.SERVICES))
-    year = luigi.IntParameter(description="e.g. 2021")
-    months = MonthsParameter(default=(), description="e.g. 1,2,3 or 1-6; empty: the whole year")
+    service = luigi.ChoiceParameter(choices=list(services.SERVICES), description="yellow, green, fhv or fhvhv")
+
+    def month_list(self) -> list[dt.date]:
+        raise NotImplementedError
 
     def requires(self) -> Iterator[Load]:
-        svc = services.service(self.service)
-        for month in year_months(svc, self.year, self.months, dt.date.today()):
+        for month in self.month_list():
             yield Load(service=self.service, month=month)
 
     def complete(self) -> bool:
         """Done when every month's latest load carries its manifest's checksum.
 
-        Asked of the whole year at once, so a finished year costs one look at the lake (one
+        Asked of all the months at once, so a finished year costs one look at the lake (one
         listing on GCS) and one warehouse query in all, instead of some per month.
         """
         loads = list(self.requires())
@@ -258,6 +263,71 @@ class TaxiYear(luigi.WrapperTask):
             return False
         loaded = loads[0].warehouse().loaded_checksums(self.service)
         return all(loaded.get(month) == checksum for month, checksum in published.items())
+
+
+class TaxiYear(_MonthsWrapper):
+    """Every month of a service's year (or ``--months``), loaded into the warehouse."""
+
+    year = luigi.IntParameter(description="e.g. 2021")
+    months = MonthsParameter(default=(), description="e.g. 1,2,3 or 1-6; empty: the whole year")
+
+    def month_list(self) -> list[dt.date]:
+        return year_months(services.service(self.service), self.year, self.months, dt.date.today())
+
+
+def month_range(first: dt.date, last: dt.date) -> list[dt.date]:
+    """First days of the months from ``first`` through ``last``."""
+    count = (last.year - first.year) * 12 + last.month - first.month + 1
+    return [dt.date(first.year + (first.month - 1 + i) // 12, (first.month - 1 + i) % 12 + 1, 1) for i in range(count)]
+
+
+class TaxiHistory(_MonthsWrapper):
+    """Every month of a service from ``--start`` (default: its first file) through the newest one the
+    source has published, or ``--through``.
+
+    Months after the newest published one are "not yet available": logged and left for a later run,
+    not failed, so cron can ask for everything up to last month. A month missing before the newest
+    one is a hole: its Download fails with the month and URL in the message.
+    """
+
+    start = luigi.MonthParameter(default=None, description="YYYY-MM; default: the service's first month")
+    through = luigi.MonthParameter(default=None, description="YYYY-MM; default: last month")
+
+    def month_list(self) -> list[dt.date]:
+        if not hasattr(self, "_months"):  # probed once per instance: requires() is asked often
+            self._months = self._published_months()
+        return self._months
+
+    def _published_months(self) -> list[dt.date]:
+        svc = services.service(self.service)
+        first = self.start or svc.first_loadable
+        services.check_month(svc, first)
+        last_ended = last_ended_month(dt.date.today())
+        wanted = month_range(first, min(self.through or last_ended, last_ended))
+        cfg = config.source()
+        unavailable: list[tuple[dt.date, str]] = []
+        while wanted:
+            label = month_label(self.service, wanted[-1])
+            url = cfg.url(self.service, wanted[-1].year, wanted[-1].month)
+            if source.probe(url, label, retries=cfg.retries, backoff=cfg.backoff_seconds, timeout=cfg.timeout_seconds):
+                break
+            unavailable.append((wanted.pop(), url))
+        if unavailable:
+            (oldest, url), newest = unavailable[-1], unavailable[0][0]
+            span = f"{oldest:%Y-%m}" + (f"..{newest:%Y-%m}" if newest != oldest else "")
+            log.warning("%s %s: not yet available (no file at %s); a later run will load it", self.service, span, url)
+        return wanted
+
+
+class TaxiLatest(luigi.WrapperTask):
+    """The monthly run: every ``[cron] services`` service through its newest published month."""
+
+    def requires(self) -> list[TaxiHistory]:
+        cfg = config.cron()
+        today = dt.date.today()
+        start = cfg.start or dt.date(today.year - 1, today.month, 1)
+        names = [name.strip() for name in cfg.services.split(",") if name.strip()]
+        return [TaxiHistory(service=name, start=max(start, services.service(name).first_loadable)) for name in names]
 
 
 class YellowYear(TaxiYear):

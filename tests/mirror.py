@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -13,18 +14,27 @@ class MirrorServer:
     """Serves ``root``; ``faults[path]`` is a list of answers given before the file.
 
     An answer is (status, body) or (status, body, content_length): a Content-Length larger
-    than the body makes the server close the connection mid-body.
+    than the body makes the server close the connection mid-body. ``requests`` counts
+    downloads, ``probes`` the one-byte requests that ask whether a file exists; ``delay``
+    slows every download down by that many seconds.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.requests: Counter[str] = Counter()
+        self.probes: Counter[str] = Counter()
         self.faults: dict[str, list[tuple]] = {}
+        self.delay = 0.0
         server = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.headers.get("Range") == "bytes=0-0":
+                    server.probes[self.path] += 1
+                    self.send_head_only()
+                    return
                 server.requests[self.path] += 1
+                time.sleep(server.delay)
                 pending = server.faults.get(self.path)
                 if pending:
                     status, body, *length = pending.pop(0)
@@ -35,6 +45,12 @@ class MirrorServer:
                     self.close_connection = True
                     return
                 super().do_GET()
+
+            def send_head_only(self) -> None:
+                """Headers only, as a server that ignores the range sends before the client hangs up."""
+                f = self.send_head()
+                if f:
+                    f.close()
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
