@@ -3,9 +3,10 @@
 It runs ``luigi --module taxi_luigi TaxiLatest`` as a child process with its whole log in a
 file under ``[paths] data_dir``/logs, and exits with Luigi's own exit codes (``[retcode]`` in
 luigi.cfg), so cron mails on a real failure. Two things are skips, not failures: another
-cron-run holding the lock, and Luigi answering ``already_running`` (its pid lock, or the
-tasks being run by another worker of the same luigid). A month the TLC has not published
-yet is not a failure either: TaxiHistory leaves it for a later run.
+cron-run holding the lock, and Luigi answering that the tasks are being run elsewhere
+(``already_running``: its pid lock; ``not_run``: other workers of the same luigid, twice).
+A month the TLC has not published yet is not a failure either: TaxiHistory leaves it for a
+later run.
 """
 
 from __future__ import annotations
@@ -93,12 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "luigi", "--module", "taxi_luigi", "TaxiLatest", *luigi_args]
         with open(log_file, "w") as out:
             rc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+            if rc == codes.not_run and rc:
+                # Under luigid, Luigi answers not_run when other workers ran some of the tasks: a second
+                # pass tells whether they finished them (nothing left to do) or failed.
+                out.write("\ncron-run: other workers ran some of these tasks; checking that they are complete\n")
+                out.flush()
+                rc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
         report = "\n".join(outcome_lines(log_file.read_text(errors="replace")))
     if rc == 0:
         say(f"{report}\ncron-run: done; log: {log_file}")
         return 0
-    if rc == codes.already_running:
-        say(f"cron-run: skipped: Luigi says these tasks are already running elsewhere; log: {log_file}")
+    if rc in (codes.already_running, codes.not_run):
+        say(f"cron-run: skipped: Luigi says these tasks are being run elsewhere; log: {log_file}")
         return 0
     names = ", ".join(name for name, _ in codes.get_params() if getattr(codes, name) == rc) or "see the log"
     print(f"{report}\ncron-run: FAILED, exit code {rc} ({names}); log: {log_file}", file=sys.stderr)

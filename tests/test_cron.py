@@ -140,7 +140,7 @@ def test_luigis_already_running_answer_is_a_skip_not_an_alarm(mirror, tmp_path):
     rc, out, err = finish(cron_run(second_cfg))
 
     assert rc == 0, err
-    assert "skipped: Luigi says these tasks are already running" in out
+    assert "skipped: Luigi says these tasks are being run elsewhere" in out
     first_rc, _, first_err = finish(first)
     assert first_rc == 0, first_err
     assert loaded(tmp_path) == {("yellow", f"2023-{t.month:02d}"): t.clean for t in truths}

@@ -1,0 +1,180 @@
+"""A real luigid (scripts/luigid, its own venv) with real worker processes against a loopback mirror."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from taxi_luigi import sample
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Luigid:
+    """scripts/luigid start/stop, with its state, log and task history under a test directory."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "LUIGID_PORT": str(self.port), "TAXI_LUIGI_DATA_DIR": str(data_dir), **env}
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Luigid]:
+        started = self.script("start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        try:
+            yield self
+        finally:
+            stopped = self.script("stop")
+            assert stopped.returncode == 0, stopped.stderr
+
+    def script(self, command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(REPO / "scripts" / "luigid"), command], env=self.env, capture_output=True, text=True, timeout=300
+        )
+
+    def get(self, path: str) -> tuple[int, str]:
+        with urllib.request.urlopen(self.url + path, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+
+    def tasks(self, status: str) -> dict[str, dict]:
+        query = urllib.parse.quote(json.dumps({"status": status, "upstream_status": "", "search": ""}))
+        return json.loads(self.get(f"/api/task_list?data={query}")[1])["response"]
+
+
+@pytest.fixture
+def luigid(tmp_path: Path) -> Iterator[Luigid]:
+    with Luigid(tmp_path / "scheduler").running() as server:
+        yield server
+
+
+def worker_config(tmp_path: Path, luigid: Luigid, template: str) -> Path:
+    """The documented switch to the central scheduler, plus Luigi's no_lock so two workers share a machine."""
+    data = tmp_path / "data"
+    cfg = tmp_path / "worker.cfg"
+    cfg.write_text(
+        f"[core]\nlocal_scheduler = false\nscheduler_url = {luigid.url}\nno_lock = true\n"
+        f"[source]\nurl_template = {template}\nretries = 1\nbackoff_seconds = 0.05\n"
+        f"[paths]\ndata_dir = {data}\n[lake]\nroot = {data / 'lake'}\n"
+        f"[warehouse]\nurl = duckdb:///{data / 'wh.duckdb'}\n"
+    )
+    return cfg
+
+
+DONE = re.compile(r"Worker\(.*?\) done\s+(\w+\(.*\))")
+
+
+def test_luigid_starts_stops_and_keeps_its_state_and_history_under_the_data_dir(luigid):
+    assert luigid.script("status").stdout.startswith("luigid is running")
+    assert luigid.get("/history")[0] == 200
+    again = luigid.script("start")
+    assert again.returncode == 0 and "already running" in again.stdout
+    assert luigid.script("stop").returncode == 0
+    assert luigid.script("status").returncode == 3
+    scheduler = luigid.data_dir / "luigid"
+    assert (scheduler / "state.pickle").is_file()  # saved on SIGTERM
+    assert (scheduler / "history.db").is_file()
+    assert luigid.script("start").returncode == 0
+
+
+def test_two_workers_split_the_months_and_every_step_runs_once(luigid, mirror, tmp_path):
+    truths = sample.write_mirror(mirror.root, ["yellow"], 2023, [1, 2, 3, 4], "tlc", 400)
+    mirror.delay = 1.0  # downloads long enough that both workers are in before the first one ends
+    cfg = worker_config(tmp_path, luigid, mirror.template())
+    command = [str(BIN / "luigi"), "--module", "taxi_luigi", "TaxiYear", "--service", "yellow", "--year", "2023"]
+    command += ["--months", "1-4", "--worker-keep-alive"]
+    env = {**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}
+    workers = [
+        subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    logs = [w.communicate(timeout=300)[0] for w in workers]
+
+    # 25 is [retcode] not_run: Luigi's answer when another worker ran some of a worker's tasks. The
+    # source of truth is a rerun, which finds everything complete and exits 0.
+    assert [w.returncode in (0, 25) for w in workers] == [True, True], logs
+    rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "ran successfully" not in rerun.stderr and "complete ones were encountered" in rerun.stderr
+    assert Counter(mirror.requests) == {f"/yellow/yellow_tripdata_2023-{m:02d}.parquet": 1 for m in range(1, 5)}
+    done = [Counter(DONE.findall(log)) for log in logs]
+    assert all(done), "each worker ran part of the work"
+    ran = done[0] + done[1]
+    steps = ("Download", "Clean", "Publish", "Load")
+    expected = {f"{step}(service=yellow, month=2023-{m:02d})": 1 for step in steps for m in range(1, 5)}
+    assert {task: n for task, n in ran.items() if not task.startswith("TaxiYear")} == expected
+    with duckdb.connect(str(tmp_path / "data" / "wh.duckdb"), read_only=True) as con:
+        log_rows = con.execute("SELECT source_month, rows FROM load_log ORDER BY 1").fetchall()
+        loaded = con.execute("SELECT source_month, count(*) FROM yellow_tripdata GROUP BY 1 ORDER BY 1").fetchall()
+    assert [(f"{m:%Y-%m}", n) for m, n in log_rows] == [(f"2023-{t.month:02d}", t.clean) for t in truths]
+    assert [n for _, n in loaded] == [t.clean for t in truths]
+
+    # The visualizer: readable names, the final status message and 100 % for every step.
+    shown = luigid.tasks("DONE")
+    loads = {t["params"]["month"]: t for t in shown.values() if t["name"] == "Load"}
+    assert sorted(loads) == [f"2023-{m:02d}" for m in range(1, 5)]
+    for t in truths:
+        task = loads[f"2023-{t.month:02d}"]
+        assert task["params"] == {"service": "yellow", "month": f"2023-{t.month:02d}"}
+        assert task["display_name"] == f"Load(month=2023-{t.month:02d}, service=yellow)"
+        assert task["status_message"] == f"loaded {t.clean:,} rows"
+        assert task["progress_percentage"] == 100
+
+    # The history pages answer, with these runs in them.
+    status, page = luigid.get("/history")
+    assert status == 200 and "Load" in page and "TaxiYear" in page
+    with sqlite3.connect(luigid.data_dir / "luigid" / "history.db") as db:
+        history = db.execute(
+            "SELECT t.name, count(*) FROM tasks t JOIN task_events e ON e.task_id = t.id "
+            "WHERE e.event_name = 'DONE' GROUP BY t.name"
+        ).fetchall()
+    assert dict(history) == {"Download": 4, "Clean": 4, "Publish": 4, "Load": 4, "TaxiYear": 1}
+
+
+def test_the_task_history_can_live_in_postgresql_with_the_password_only_in_the_environment(
+    mirror, tmp_path, pg_database
+):
+    import psycopg2
+    from postgres_server import PASSWORD
+
+    sample.write_mirror(mirror.root, ["green"], 2023, [1], "tlc", 200)
+    server = Luigid(tmp_path / "scheduler", LUIGID_HISTORY_URL=pg_database)
+    with server.running():
+        cfg = worker_config(tmp_path, server, mirror.template())
+        env = {**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}
+        command = [str(BIN / "luigi"), "--module", "taxi_luigi", "TaxiYear", "--service", "green", "--year", "2023"]
+        run = subprocess.run(
+            [*command, "--months", "1"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert run.returncode == 0, run.stderr
+        status, page = server.get("/history")
+    assert status == 200 and "Load" in page
+    with psycopg2.connect(pg_database.replace("+psycopg2", "")) as con, con.cursor() as cur:
+        cur.execute("SELECT name, count(*) FROM tasks GROUP BY name ORDER BY name")
+        assert dict(cur.fetchall()) == {"Clean": 1, "Download": 1, "Load": 1, "Publish": 1, "TaxiYear": 1}
+    written = "".join(p.read_text(errors="replace") for p in (server.data_dir / "luigid").glob("luigid.*"))
+    assert PASSWORD not in written and "LUIGID_HISTORY_URL" in written
