@@ -86,3 +86,36 @@ def test_the_demo_runs_offline_and_prints_its_summary(tmp_path):
     with duckdb.connect(str(tmp_path / "demo" / "warehouse.duckdb"), read_only=True) as con:
         total = con.execute("SELECT sum(rows) FROM load_log").fetchone()[0]
     assert f"{total:,}" in demo.stdout
+
+
+def test_the_documented_backfill_with_rangemonthly_loads_exactly_the_range(mirror, tmp_path):
+    truths = sample.write_mirror(mirror.root, ["green"], 2022, [10, 11, 12], "tlc", 200)
+    cfg = override_file(tmp_path, mirror.template())
+    backfill = ["RangeMonthly", "--of", "Load", "--of-params", '{"service": "green"}', "--param-name", "month"]
+    backfill += ["--start", "2022-10", "--stop", "2022-12", "--months-back", "1000"]
+
+    run = luigi_cli(*backfill, override=cfg)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    wanted = {f"2022-{t.month:02d}": t.clean for t in truths if t.month < 12}  # --stop is exclusive
+    assert months_loaded(tmp_path / "wh.duckdb", "green_tripdata") == wanted
+    assert luigi_cli(*backfill, override=cfg).returncode == 0
+    assert mirror.downloads() == 2
+
+
+def test_history_runs_through_the_newest_published_month_or_through(mirror, tmp_path):
+    truths = sample.write_mirror(mirror.root, ["fhv"], 2023, [1, 2, 3], "tlc", 200)
+    cfg = override_file(tmp_path, mirror.template())
+
+    run = luigi_cli("TaxiHistory", "--service", "fhv", "--start", "2023-02", "--through", "2023-02", override=cfg)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert months_loaded(tmp_path / "wh.duckdb", "fhv_tripdata") == {"2023-02": truths[1].clean}
+    assert sum(mirror.probes.values()) == 1 and mirror.downloads() == 1
+
+    run = luigi_cli("TaxiHistory", "--service", "fhv", "--start", "2023-01", override=cfg)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert months_loaded(tmp_path / "wh.duckdb", "fhv_tripdata") == {f"2023-{t.month:02d}": t.clean for t in truths}
+    assert "fhv 2023-04.." in run.stderr and "not yet available" in run.stderr
+    assert mirror.downloads() == 3
