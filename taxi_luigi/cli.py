@@ -1,10 +1,13 @@
-"""``taxi-luigi``: the offline demo and the sample mirror (more commands join as the tool grows)."""
+"""``taxi-luigi``: the offline demo, the sample mirror, and each month's status and invalidation."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
 import functools
 import http.server
+import json
 import sys
 import threading
 import time
@@ -16,9 +19,10 @@ import luigi
 import luigi.configuration
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import sample, services
-from taxi_luigi.tasks import MonthsParameter, TaxiYear
-from taxi_luigi.warehouse import warehouse_for
+from taxi_luigi import invalidate, sample, services, status
+from taxi_luigi.lake import LakeError
+from taxi_luigi.tasks import MonthsParameter, TaxiYear, month_label
+from taxi_luigi.warehouse import WarehouseError, warehouse_for
 
 DEMO_YEAR = 2023
 DEMO_MONTHS = (1, 2, 3)  # 2023-02 is when the TLC changed column types and spelled Airport_fee
@@ -102,6 +106,66 @@ def write_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+_HEADER = ("service", "month", *status.STEPS, "rows", "quarantined", "loaded_at (UTC)")
+_NUMBERS = {"rows", "quarantined"}  # right-aligned
+
+
+def show_status(args: argparse.Namespace) -> int:
+    """Each month's steps, counts and load time: a table, or JSON for scripts."""
+    months = status.status(args.service or list(services.SERVICES), args.year, dt.date.today())
+    if args.json:
+        print(json.dumps([m.to_dict() for m in months], indent=2))
+    elif months:
+        print(status_table(months))
+    else:
+        where = "downloaded, published or loaded yet" if args.year is None else f"in {args.year}"
+        print(f"no months {where}")
+    return 0
+
+
+def status_table(months: list[status.MonthStatus]) -> str:
+    """Fixed-width columns, each as wide as its widest cell; counts right-aligned with thousands separators."""
+    rows = [
+        (
+            m.service,
+            f"{m.month:%Y-%m}",
+            *(getattr(m, step) for step in status.STEPS),
+            "-" if m.rows is None else f"{m.rows:,}",
+            "-" if m.quarantined is None else f"{m.quarantined:,}",
+            "-" if m.loaded_at is None else f"{m.loaded_at:%Y-%m-%d %H:%M:%S}",
+        )
+        for m in months
+    ]
+    widths = [max(map(len, column)) for column in zip(_HEADER, *rows, strict=True)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        aligned = (
+            cell.rjust(width) if name in _NUMBERS else cell.ljust(width)
+            for name, cell, width in zip(_HEADER, cells, widths, strict=True)
+        )
+        return "  ".join(aligned).rstrip()
+
+    return "\n".join(map(line, [_HEADER, *rows]))
+
+
+def invalidate_month(args: argparse.Namespace) -> int:
+    """Remove a month's targets from ``--from`` on, printing each removal as it is done."""
+    month = invalidate.parse_month(args.service, args.month, dt.date.today())
+    removed = []
+    for item in invalidate.invalidate(args.service, month, args.first):
+        removed.append(item)
+        if not args.json:
+            print(f"{item.step:<8}  removed {item.what}", flush=True)
+    if args.json:
+        report = {"service": args.service, "month": f"{month:%Y-%m}", "from": args.first}
+        print(json.dumps({**report, "removed": [dataclasses.asdict(item) for item in removed]}, indent=2))
+        return 0
+    redo = ", ".join(status.STEPS[status.STEPS.index(args.first) :])
+    done = "" if removed else "nothing to remove (already invalidated); "
+    print(f"{month_label(args.service, month)}: {done}the next run redoes {redo}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taxi-luigi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -118,8 +182,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", choices=sample.FORMATS, default="tlc")
     p.add_argument("--rows", type=int, default=10_000)
     p.set_defaults(func=write_sample)
+    p = commands.add_parser("status", help="each month's steps (done, missing, stale), rows and load time")
+    p.add_argument("--year", type=int, help="every month of the year up to last month; default: months with a trace")
+    p.add_argument("--service", action="append", help="repeatable; default: all four")
+    p.add_argument("--json", action="store_true", help="a JSON list, for scripts")
+    p.set_defaults(func=show_status)
+    p = commands.add_parser("invalidate", help="remove a month's targets from a step on, so the next run redoes them")
+    p.add_argument("service", help=", ".join(services.SERVICES))
+    p.add_argument("month", help="YYYY-MM")
+    p.add_argument("--from", dest="first", choices=status.STEPS, default="clean", help="first step to redo")
+    p.add_argument("--json", action="store_true", help="what was removed, as JSON")
+    p.set_defaults(func=invalidate_month)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ValueError as e:  # an argument the pipeline refuses: a service, a month, a config value
+        print(f"taxi-luigi {args.command}: {e}", file=sys.stderr)
+        return 2
+    except (WarehouseError, LakeError, OSError) as e:  # their messages name what failed and what to do
+        print(f"taxi-luigi {args.command}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

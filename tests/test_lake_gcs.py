@@ -184,3 +184,38 @@ def test_a_bucket_in_another_location_than_configured_is_refused_before_any_uplo
     with pytest.raises(LakeError, match=r"is in US-CENTRAL1 but \[gcp\] location is EU"):
         GCSLake(f"gs://{bucket}/x").publish_month("green", dt.date(2021, 5, 1), _month_files(tmp_path, "a", 1), {})
     assert objects(gcs, bucket) == {}
+
+
+def test_published_months_is_one_listing_and_delete_is_idempotent(pipeline, gcs, bucket, tmp_path, monkeypatch):
+    on_gcs(pipeline, gcs, bucket, "")
+    the_lake = GCSLake(f"gs://{bucket}/tlc")
+    may, june = dt.date(2021, 5, 1), dt.date(2021, 6, 1)
+    published = {
+        month: the_lake.publish_month("fhv", month, _month_files(tmp_path, f"fhv{month:%m}", 10), {})["checksum"]
+        for month in (may, june)
+    }
+    the_lake.publish_month("fhvhv", may, _month_files(tmp_path, "fhvhv", 10), {})  # fhv_ names are not fhvhv_ ones
+    calls: list[str] = []  # a spy on the transport: the real requests go out, and are counted
+    real_request = requests.Session.request
+
+    def counted(session, method, url, *args, **kwargs):
+        if url.startswith(gcs.url):
+            calls.append(method)
+        return real_request(session, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", counted)
+    assert the_lake.published_months("fhv") == published
+    assert calls == ["GET"]  # one listing
+
+    manifest = the_lake.key("fhv", may, "manifest")
+    assert the_lake.delete(manifest) is True
+    assert the_lake.delete(manifest) is False  # already gone: fine
+    assert the_lake.published_months("fhv") == {june: published[june]}
+    for kind in ("data", "quarantine", "report"):
+        assert the_lake.delete(the_lake.key("fhv", may, kind)) is True
+    assert not any("fhv_tripdata_2021-05" in name for name in objects(gcs, bucket))
+    assert the_lake.published_months("fhvhv") == {may: the_lake.manifest("fhvhv", may)["checksum"]}
+
+    # A manifest put by other means, without the checksum in its metadata, is read instead.
+    gcs.client().bucket(bucket).blob(f"tlc/{manifest}").upload_from_string(json.dumps({"checksum": "c0ffee"}))
+    assert the_lake.published_months("fhv") == {may: "c0ffee", june: published[june]}

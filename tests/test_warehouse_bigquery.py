@@ -15,7 +15,7 @@ import pytest
 import requests
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import sample, services
+from taxi_luigi import sample, services, status
 from taxi_luigi.tasks import Clean, Download, Load, Publish, TaxiYear
 from taxi_luigi.warehouse import warehouse_for
 
@@ -173,3 +173,30 @@ def test_the_smoke_script_for_real_gcp_passes_on_the_emulators(gcs, bigquery):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.count("ok ") == 5 and "FAILED" not in run.stdout
+
+
+def test_forget_month_deletes_its_load_log_rows_in_one_parameterised_query(mirror, pipeline, gcp):
+    truths = sample.write_mirror(mirror.root, ["green"], 2022, [1, 2], "tlc", 300)
+    assert pipeline.run(TaxiYear(service="green", year=2022, months="1-2")).status == LuigiStatusCode.SUCCESS
+    wh = warehouse_for(f"bigquery://test/{gcp.dataset}")
+    jan, feb = dt.date(2022, 1, 1), dt.date(2022, 2, 1)
+    loaded = {f"2022-{t.month:02d}": t.clean for t in truths}
+
+    assert wh.forget_month("green' OR 'x' = 'x", feb) == 0  # bound as a parameter, never spliced into SQL
+    assert wh.forget_month("green", feb) == 1
+    assert set(wh.loaded_checksums("green")) == {jan}
+    assert gcp.counts("green_tripdata") == loaded  # queries still see the month
+    assert [(row.month, row.publish, row.load) for row in status.status(["green"], None, dt.date.today())] == [
+        (jan, "done", "done"),
+        (feb, "done", "missing"),
+    ]
+    assert wh.forget_month("green", feb) == 0
+    assert warehouse_for(f"bigquery://test/{gcp.dataset}_never").forget_month("green", feb) == 0  # no dataset
+
+    assert pipeline.run(TaxiYear(service="green", year=2022, months="1-2")).status == LuigiStatusCode.SUCCESS
+    assert set(wh.loaded_checksums("green")) == {jan, feb}
+    assert gcp.counts("green_tripdata") == loaded
+    assert gcp.log_rows() == 2
+    months = status.status(["green"], None, dt.date.today())  # the GCS listing and BigQuery's load_log
+    assert [(f"{m.month:%Y-%m}", m.load, m.rows) for m in months] == [(k, "done", n) for k, n in loaded.items()]
+    assert all(m.loaded_at.tzinfo == dt.timezone.utc for m in months)

@@ -86,3 +86,22 @@ def test_another_writer_is_waited_for_then_named(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_forget_month_deletes_its_load_log_rows_and_the_rows_stay_until_the_next_load(tmp_path):
+    wh = DuckDBWarehouse(tmp_path / "wh.duckdb")
+    assert wh.forget_month("green", MONTH) == 0
+    assert not wh.path.exists()  # nothing loaded yet: no file is made just to forget
+    the_lake, manifest = published(tmp_path, 400)
+    for _ in range(2):
+        wh.replace_month(services.GREEN, MONTH, the_lake, manifest, LABEL)
+
+    assert wh.forget_month("green' OR 'x' = 'x", MONTH) == 0  # bound as a parameter, never spliced into SQL
+    assert wh.forget_month("green", MONTH) == 2  # every load of the month, not only the latest
+    assert wh.loaded_checksums("green") == {}
+    assert month_count(wh, "green_tripdata") == manifest["rows"]  # queries still see the month
+    assert wh.forget_month("green", MONTH) == 0
+
+    wh.replace_month(services.GREEN, MONTH, the_lake, manifest, LABEL)
+    assert wh.loaded_checksums("green") == {MONTH: manifest["checksum"]}
+    assert month_count(wh, "green_tripdata") == manifest["rows"]

@@ -137,3 +137,25 @@ def test_a_wrong_password_is_a_clear_error_that_does_not_print_it(pg_database, m
     with pytest.raises(WarehouseError) as caught:
         PostgresWarehouse(inline).loaded_checksums("yellow")
     assert "in-url-pw-3e4r" not in str(caught.value) and "***" in str(caught.value)
+
+
+def test_forget_month_deletes_its_load_log_rows_and_the_rows_stay_until_the_next_load(tmp_path, pg_database):
+    wh = PostgresWarehouse(pg_database)
+    jan, feb = dt.date(2022, 1, 1), dt.date(2022, 2, 1)
+    assert wh.forget_month("green", feb) == 0  # no load_log yet
+    loads = {month: published(tmp_path, "green", month, 400, f"m{month:%m}") for month in (jan, feb)}
+    for month in (jan, feb, feb):
+        the_lake, manifest = loads[month]
+        wh.replace_month(services.GREEN, month, the_lake, manifest, f"green {month:%Y-%m}")
+    loaded = {f"{month:%Y-%m}": manifest["rows"] for month, (_, manifest) in loads.items()}
+
+    assert wh.forget_month("green' OR 'x' = 'x", feb) == 0  # bound as a parameter, never spliced into SQL
+    assert wh.forget_month("green", feb) == 2  # every load of the month, not only the latest
+    assert wh.loaded_checksums("green") == {jan: loads[jan][1]["checksum"]}
+    assert counts(pg_database, "green_tripdata") == loaded  # queries still see the month
+    assert wh.forget_month("green", feb) == 0
+
+    the_lake, manifest = loads[feb]
+    wh.replace_month(services.GREEN, feb, the_lake, manifest, "green 2022-02")
+    assert wh.loaded_checksums("green") == {month: m["checksum"] for month, (_, m) in loads.items()}
+    assert counts(pg_database, "green_tripdata") == loaded

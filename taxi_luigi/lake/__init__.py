@@ -37,6 +37,21 @@ def month_name(service: str, month: dt.date) -> str:
     return f"{service}_tripdata_{month:%Y-%m}"
 
 
+def month_of_file(service: str, name: str) -> dt.date | None:
+    """The month of a file named ``month_name`` plus suffixes (None: not one of the service's months).
+
+    ``month_name`` has no dot, so the first dot starts the suffix; ``fhv_`` never matches ``fhvhv_``.
+    """
+    stem = name.partition(".")[0]
+    prefix = f"{service}_tripdata_"
+    if not stem.startswith(prefix):
+        return None
+    try:
+        return dt.datetime.strptime(stem.removeprefix(prefix), "%Y-%m").date()
+    except ValueError:
+        return None
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -75,6 +90,20 @@ class Lake(ABC):
     def versions(self, service: str, month: dt.date) -> dict[str, int]:
         """The current version of each of the month's objects, for ``put``'s ``expect`` (none: no checks)."""
         return {}
+
+    @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove ``key`` if it is there (atomically); return whether it was."""
+
+    @abstractmethod
+    def published_months(self, service: str) -> dict[dt.date, str]:
+        """Every month of the service with a manifest, and its checksum: what ``taxi-luigi status`` lists
+        when no year is given. One listing (GCS) or one directory walk (local)."""
+
+    def manifest_month(self, service: str, key: str) -> dt.date | None:
+        """The month whose manifest ``key`` is (None: another object, or not this service's)."""
+        month = month_of_file(service, key.rpartition("/")[2])
+        return month if month is not None and key == self.key(service, month, "manifest") else None
 
     @abstractmethod
     def local_copy(self, entry: dict) -> Path:

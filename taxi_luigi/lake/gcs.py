@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import uuid
 from pathlib import Path
 
@@ -88,6 +89,31 @@ class GCSLake(Lake):
                 if month is not None and (blob.metadata or {}).get("checksum"):
                     found[month] = blob.metadata["checksum"]
         return found
+
+    def published_months(self, service: str) -> dict[dt.date, str]:
+        """One listing of the service's objects: the checksums ride on the manifests' metadata."""
+        found = {}
+        for blob in self._listing(f"{service}/"):
+            key = self._key(blob.name)
+            month = self.manifest_month(service, key)
+            if month is not None:
+                # A manifest put without metadata (not by publish_month) is read instead.
+                checksum = (blob.metadata or {}).get("checksum") or json.loads(self.read_text(key))["checksum"]
+                found[month] = checksum
+        return dict(sorted(found.items()))
+
+    def delete(self, key: str) -> bool:
+        try:
+            # A retry after a lost answer finds the object gone: NotFound, reported as "was not there".
+            self.bucket.blob(self._name(key)).delete(timeout=self.timeout, retry=self.retry)
+        except exceptions.NotFound:
+            return False
+        except exceptions.Forbidden as e:
+            raise LakeError(
+                f"cannot delete {self.uri(key)}: {e.message}. The account needs roles/storage.objectAdmin "
+                "on the bucket (see docs/gcp.md)."
+            ) from None
+        return True
 
     def put(self, key: str, path: Path, expect: int | None = None, metadata: dict | None = None) -> dict:
         self._check_bucket()

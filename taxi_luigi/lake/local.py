@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import shutil
 import uuid
 from pathlib import Path
 
-from taxi_luigi.lake import Lake
+from taxi_luigi.lake import KINDS, Lake
 
 
 class LocalLake(Lake):
@@ -40,6 +42,21 @@ class LocalLake(Lake):
         finally:
             staged.unlink(missing_ok=True)
         return {}
+
+    def delete(self, key: str) -> bool:
+        try:
+            self._file(key).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def published_months(self, service: str) -> dict[dt.date, str]:
+        found = {}
+        for path in (self.path / service).glob(f"*/{service}_tripdata_*{KINDS['manifest']}"):
+            month = self.manifest_month(service, path.relative_to(self.path).as_posix())
+            if month is not None:
+                found[month] = json.loads(path.read_text())["checksum"]
+        return dict(sorted(found.items()))
 
     def local_copy(self, entry: dict) -> Path:
         return self._file(entry["key"])

@@ -37,6 +37,15 @@ class Warehouse(ABC):
     def load_log(self, service: str | None = None) -> list[dict]:
         """The latest load of every month, oldest month first."""
 
+    @abstractmethod
+    def forget_month(self, service: str, month: dt.date) -> int:
+        """Delete the month's load_log rows, in one statement; return how many there were.
+
+        Without a load_log row the month's Load is no longer complete, so the next run loads it
+        again. The month's rows stay in its tables until then, when the load replaces them
+        atomically: queries never see the month vanish, only the old rows turn into the new.
+        """
+
 
 def warehouse_for(url: str) -> Warehouse:
     """The backend for a URL, with its settings from the config files.

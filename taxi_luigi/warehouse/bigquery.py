@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 from google.api_core import exceptions
 from google.cloud import bigquery
+from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
@@ -253,18 +254,41 @@ QUALIFY ROW_NUMBER() OVER (PARTITION BY service, source_month ORDER BY loaded_at
 ORDER BY service, source_month"""
         params = [bigquery.ScalarQueryParameter("service", "STRING", service)]
         try:
-            job = self.client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
-            return list(job.result(timeout=self.timeout))
-        except exceptions.NotFound:  # nothing was ever loaded
-            return []
-        except exceptions.Forbidden:
-            # bqemulator answers 403 where BigQuery answers 404 for a missing dataset: ask which it is,
-            # so that a real permission error is not taken for "nothing loaded yet".
-            try:
-                self.client.get_table(self._table(LOAD_LOG), timeout=self.timeout)
-            except exceptions.NotFound:
+            return list(self._log_query(sql, params).result(timeout=self.timeout))
+        except (exceptions.NotFound, exceptions.Forbidden) as e:
+            if self._no_load_log(e):  # nothing was ever loaded
                 return []
             raise
+
+    def _log_query(self, sql: str, params: list[bigquery.ScalarQueryParameter]) -> bigquery.QueryJob:
+        """A small, idempotent query job on load_log that gives up after ``[bigquery] timeout_seconds``.
+
+        The client would otherwise retry an unreachable endpoint for 10 minutes at two levels
+        (the API call, then the job insert); here only the call is retried, within the timeout.
+        """
+        config = bigquery.QueryJobConfig(query_parameters=params)
+        retry = DEFAULT_RETRY.with_timeout(self.timeout)
+        try:
+            return self.client.query(sql, job_config=config, retry=retry, job_retry=None)
+        except exceptions.RetryError as e:
+            raise WarehouseError(
+                f"cannot reach BigQuery for {self!r} in {self.timeout:.0f} s ([bigquery] timeout_seconds): "
+                f"{e.cause or e}. Check the network (and [bigquery] api_endpoint, if set); rerun when it answers."
+            ) from None
+
+    def _no_load_log(self, error: exceptions.GoogleAPICallError) -> bool:
+        """Whether a query failed because load_log does not exist (yet).
+
+        bqemulator answers 403 where BigQuery answers 404 for a missing dataset: a 403 is checked,
+        so that a real permission error is not taken for "nothing loaded yet".
+        """
+        if isinstance(error, exceptions.NotFound):
+            return True
+        try:
+            self.client.get_table(self._table(LOAD_LOG), timeout=self.timeout)
+        except exceptions.NotFound:
+            return True
+        return False
 
     def loaded_checksums(self, service: str) -> dict[dt.date, str]:
         return {row["source_month"]: row["checksum"] for row in self._latest(service)}
@@ -281,3 +305,21 @@ ORDER BY service, source_month"""
             }
             for r in self._latest(service)
         ]
+
+    def forget_month(self, service: str, month: dt.date) -> int:
+        """One DML statement, a transaction of its own. A single query binds parameters, even on bqemulator."""
+        sql = f"DELETE FROM {self._sql_name(LOAD_LOG)} WHERE service = @service AND source_month = @month"
+        params = [
+            bigquery.ScalarQueryParameter("service", "STRING", service),
+            bigquery.ScalarQueryParameter("month", "DATE", month),
+        ]
+        try:
+            job = self._log_query(sql, params)
+            job.result(timeout=self.timeout)
+        except (exceptions.NotFound, exceptions.Forbidden) as e:
+            if self._no_load_log(e):
+                return 0
+            raise WarehouseError(
+                f"{service} {month:%Y-%m}: deleting its load_log rows in {self!r} failed: {e.message}. {_fix(e)}"
+            ) from None
+        return job.num_dml_affected_rows or 0

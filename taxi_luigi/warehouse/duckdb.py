@@ -164,6 +164,14 @@ class DuckDBWarehouse(Warehouse):
         keys = ("service", "month", "checksum", "rows", "quarantined", "loaded_at")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
+    def forget_month(self, service: str, month: dt.date) -> int:
+        if not self.path.exists():  # nothing was ever loaded; do not create the file
+            return 0
+        with self._connect(read_only=False) as con:
+            con.execute(_LOAD_LOG_DDL)
+            sql = f"DELETE FROM {LOAD_LOG} WHERE service = ? AND source_month = ?"
+            return con.execute(sql, [service, month]).fetchone()[0]
+
     def _query(self, sql: str, params: list) -> list[tuple]:
         if not self.path.exists():
             return []

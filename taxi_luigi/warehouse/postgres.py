@@ -267,6 +267,24 @@ class PostgresWarehouse(Warehouse):
     def load_log(self, service: str | None = None) -> list[dict]:
         return [{"month": r.pop("source_month"), **r} for r in self._latest(service)]
 
+    def forget_month(self, service: str, month: dt.date) -> int:
+        log = self._name(LOAD_LOG)
+        with self._connect() as conn:
+            try:
+                if conn.execute(sqlalchemy.text("SELECT to_regclass(:t)"), {"t": log}).scalar() is None:
+                    return 0  # nothing was ever loaded
+                deleted = conn.execute(
+                    sqlalchemy.text(f"DELETE FROM {log} WHERE service = :s AND source_month = :m"),
+                    {"s": service, "m": month},
+                ).rowcount
+                conn.commit()
+            except sqlalchemy.exc.DBAPIError as e:
+                raise WarehouseError(
+                    f"{service} {month:%Y-%m}: deleting its load_log rows in {self.safe_url} failed: {_first_line(e)}. "
+                    "Rerun when the server is reachable."
+                ) from None
+        return deleted
+
 
 def _first_line(error: Exception) -> str:
     cause = getattr(error, "orig", None) or error

@@ -1,0 +1,89 @@
+"""What ``taxi-luigi invalidate`` does: remove a month's targets from one step on, so the next ordinary run
+redoes exactly those steps.
+
+Targets are removed from the last step backwards (load, publish, clean, download), each removal
+atomic on its own. A crash part-way therefore leaves a prefix of complete steps, never a later
+step complete after an earlier one was removed, and running the command again finishes the job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from taxi_luigi import services, tasks
+from taxi_luigi.status import STEPS
+
+
+@dataclass(frozen=True)
+class Removed:
+    """One thing removed: a file, a lake object or load_log rows."""
+
+    step: str
+    what: str
+
+
+def parse_month(service: str, text: str, today: dt.date) -> dt.date:
+    """MONTH as YYYY-MM, refused with the reason when the service has no such month (yet)."""
+    svc = services.service(service)
+    try:
+        month = dt.datetime.strptime(text, "%Y-%m").date()
+    except ValueError:
+        raise ValueError(f"month {text!r}: use YYYY-MM, e.g. 2023-02") from None
+    return tasks.year_months(svc, month.year, (month.month,), today)[0]  # refuses what a run would refuse
+
+
+def invalidate(service: str, month: dt.date, first: str = "clean") -> Iterator[Removed]:
+    """Remove the month's targets of ``first`` and every later step, the last step first.
+
+    A generator: each removal is reported once done, so a caller that stops part-way (or
+    crashes) has shown exactly what is gone.
+    """
+    for step in reversed(STEPS[STEPS.index(first) :]):
+        yield from _REMOVE[step](service, month)
+
+
+def _forget_load(service: str, month: dt.date) -> Iterator[Removed]:
+    """The load_log rows: the month's data stays queryable until the next load replaces it."""
+    warehouse = tasks.Load(service=service, month=month).warehouse()
+    if rows := warehouse.forget_month(service, month):
+        yield Removed("load", f"{rows} load_log row{'s' * (rows != 1)} in {warehouse!r}")
+
+
+def _unpublish(service: str, month: dt.date) -> Iterator[Removed]:
+    """The manifest first: once it is gone the objects are vouched for by nothing, so any order is safe."""
+    the_lake = tasks.Publish(service=service, month=month).lake()
+    for kind in ("manifest", "data", "quarantine", "report"):
+        key = the_lake.key(service, month, kind)
+        if the_lake.delete(key):
+            yield Removed("publish", the_lake.uri(key))
+
+
+def _unclean(service: str, month: dt.date) -> Iterator[Removed]:
+    """The quality report first (Clean's target), then the parquet files it vouched for."""
+    clean = tasks.Clean(service=service, month=month)
+    outputs = clean.outputs()
+    for path in (Path(clean.output().path), outputs.data, outputs.quarantine):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        yield Removed("clean", str(path))
+
+
+def _undownload(service: str, month: dt.date) -> Iterator[Removed]:
+    download = tasks.Download(service=service, month=month)
+    present = [path for path in (Path(download.output().path), download.raw_path()) if path.exists()]
+    download.discard()  # the target, then the raw file
+    for path in present:
+        yield Removed("download", str(path))
+
+
+_REMOVE: dict[str, Callable[[str, dt.date], Iterator[Removed]]] = {
+    "download": _undownload,
+    "clean": _unclean,
+    "publish": _unpublish,
+    "load": _forget_load,
+}
