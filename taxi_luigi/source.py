@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow.parquet as pq
 
@@ -31,6 +32,7 @@ FORMATS = (".csv.gz", ".parquet", ".csv")
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: CloudFront answers 403 for a file that does not exist yet, GitHub releases 404.
 NOT_FOUND_STATUS = frozenset({403, 404, 410})
+RANGE_NOT_SATISFIABLE = 416
 
 
 class SourceError(Exception):
@@ -138,8 +140,8 @@ def _http_download(
     progress: ProgressFn | None,
 ) -> tuple[str | None, str | None]:
     """Stream with retries; after a cut connection, resume with a Range request when the server allows."""
-    attempt = 0
-    while True:
+
+    def attempt() -> tuple[str | None, str | None]:
         have = part.stat().st_size if part.exists() else 0
         headers = {"User-Agent": "taxi-luigi", "Accept-Encoding": "identity"}
         if have:
@@ -160,28 +162,11 @@ def _http_download(
                     raise http.client.IncompleteRead(b"", total - done)
                 return resp.headers.get("ETag"), resp.headers.get("Last-Modified")
         except urllib.error.HTTPError as e:
-            if e.code in NOT_FOUND_STATUS:
-                raise NotPublished(
-                    f"{label}: the source has no file at {url} (HTTP {e.code}). The TLC publishes a month "
-                    "about two months after it ends, and the DataTalksClub mirror (preset dtc) stops at "
-                    "2021-07: check the month, or switch [source] preset / url_template."
-                ) from None
-            if e.code == 416:  # our Range start is past the end: the file changed, start over
+            if e.code == RANGE_NOT_SATISFIABLE:  # our Range start is past the end: the file changed, start over
                 part.unlink(missing_ok=True)
-                error: Exception = e
-            elif e.code not in RETRYABLE_STATUS:
-                raise SourceError(f"{label}: {url} answered HTTP {e.code} {e.reason}; not retried.") from None
-            else:
-                error = e
-        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as e:
-            error = e
-        attempt += 1
-        if attempt > retries:
-            raise SourceError(
-                f"{label}: download of {url} failed after {retries + 1} attempts ({_describe(error)}). "
-                "The file is not marked complete; rerun when the source is reachable."
-            ) from None
-        time.sleep(backoff * 2 ** (attempt - 1))
+            raise
+
+    return _retrying(attempt, label, url, "download of", retries, backoff)
 
 
 @dataclass(frozen=True)
@@ -208,30 +193,48 @@ def probe(url: str, label: str, *, retries: int = 4, backoff: float = 2.0, timeo
         stat = src.stat()
         return Remote(url, stat.st_size, last_modified=f"{stat.st_mtime_ns}")
     headers = {"User-Agent": "taxi-luigi", "Accept-Encoding": "identity", "Range": "bytes=0-0"}
-    attempt = 0
+
+    def attempt() -> Remote:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
+            total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+            size = int(total) if total.isdigit() else _expected_total(resp, 0)
+            return Remote(url, size, resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
+
+    try:
+        return _retrying(attempt, label, url, "a look at", retries, backoff)
+    except NotPublished:
+        return None
+
+
+T = TypeVar("T")
+
+
+def _retrying(attempt: Callable[[], T], label: str, url: str, what: str, retries: int, backoff: float) -> T:
+    """``attempt()`` until it returns, again after a retryable HTTP status or a network error, waiting
+    ``backoff`` seconds, doubled each time. A missing file is NotPublished; other statuses fail at once."""
+    failures = 0
     while True:
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
-                total = resp.headers.get("Content-Range", "").rpartition("/")[2]
-                size = int(total) if total.isdigit() else _expected_total(resp, 0)
-                return Remote(url, size, resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
+            return attempt()
         except urllib.error.HTTPError as e:
             if e.code in NOT_FOUND_STATUS:
-                return None
-            if e.code not in RETRYABLE_STATUS:
-                raise SourceError(
-                    f"{label}: {url} answered HTTP {e.code} {e.reason} when asked whether it exists."
+                raise NotPublished(
+                    f"{label}: the source has no file at {url} (HTTP {e.code}). The TLC publishes a month "
+                    "about two months after it ends, and the DataTalksClub mirror (preset dtc) stops at "
+                    "2021-07: check the month, or switch [source] preset / url_template."
                 ) from None
+            if e.code not in RETRYABLE_STATUS and e.code != RANGE_NOT_SATISFIABLE:
+                raise SourceError(f"{label}: {url} answered HTTP {e.code} {e.reason}; not retried.") from None
             error: Exception = e
         except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as e:
             error = e
-        attempt += 1
-        if attempt > retries:
+        failures += 1
+        if failures > retries:
             raise SourceError(
-                f"{label}: cannot tell whether {url} is published ({_describe(error)}, {retries + 1} attempts). "
-                "Rerun when the source is reachable."
+                f"{label}: {what} {url} failed after {retries + 1} attempts ({_describe(error)}). "
+                "Nothing is marked complete; rerun when the source is reachable."
             ) from None
-        time.sleep(backoff * 2 ** (attempt - 1))
+        time.sleep(backoff * 2 ** (failures - 1))
 
 
 def _expected_total(resp: http.client.HTTPResponse, offset: int) -> int | None:
