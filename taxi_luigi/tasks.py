@@ -55,6 +55,8 @@ class MonthTask(luigi.Task):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         services.check_month(self.svc, self.month)
+        if self.month > last_ended_month(dt.date.today()):
+            raise ValueError(f"{self.label}: the month has not ended yet, so the TLC has no file for it")
 
     @property
     def svc(self) -> services.Service:
