@@ -232,6 +232,11 @@ def year_months(svc: services.Service, year: int, months: tuple[int, ...], today
     wanted = [dt.date(year, m, 1) for m in (months or range(1, 13))]
     if not months:
         wanted = [m for m in wanted if svc.first_month <= m <= last]
+        if not wanted:
+            raise ValueError(
+                f"{svc.name} {year}: no month of it has a file: {svc.name} runs from {svc.first_month:%Y-%m} "
+                f"through last month, {last:%Y-%m}"
+            )
     for month in wanted:
         services.check_month(svc, month)
         if month > last:

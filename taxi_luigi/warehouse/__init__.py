@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -13,6 +14,23 @@ from taxi_luigi.progress import Say
 from taxi_luigi.services import Service
 
 LOAD_LOG = "load_log"
+
+#: What a name from configuration may look like, before it is quoted into SQL anyway.
+IDENTIFIERS = {
+    "PostgreSQL schema": re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}"),
+    "BigQuery project": re.compile(r"(?:[a-z][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{0,61}[a-z0-9]"),
+    "BigQuery dataset": re.compile(r"[A-Za-z0-9_]{1,1024}"),
+}
+
+
+def checked_identifier(kind: str, value: str) -> str:
+    """``value`` if it is a plain ``kind`` name: configuration never gets to shape a statement."""
+    if not IDENTIFIERS[kind].fullmatch(value):
+        raise ValueError(
+            f"{kind} {value!r} in [warehouse] url is not a plain name (letters, digits and underscores"
+            f"{', hyphens' if kind == 'BigQuery project' else ''}); fix the url."
+        )
+    return value
 
 
 class WarehouseError(Exception):
@@ -68,7 +86,11 @@ def warehouse_for(url: str) -> Warehouse:
             raise ValueError(f"warehouse url {url!r}: use bigquery://project/dataset")
         settings = config.bigquery()
         return BigQueryWarehouse(
-            project, dataset, config.gcp().location, settings.api_endpoint, settings.timeout_seconds
+            checked_identifier("BigQuery project", project),
+            checked_identifier("BigQuery dataset", dataset),
+            config.gcp().location,
+            settings.api_endpoint,
+            settings.timeout_seconds,
         )
     if url.startswith(("postgresql://", "postgresql+psycopg2://")):
         from taxi_luigi.warehouse.postgres import PostgresWarehouse

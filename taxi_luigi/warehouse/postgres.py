@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
 from taxi_luigi.services import SOURCE_MONTH, Service
-from taxi_luigi.warehouse import LOAD_LOG, Warehouse, WarehouseError
+from taxi_luigi.warehouse import LOAD_LOG, Warehouse, WarehouseError, checked_identifier
 
 PG_TYPES = {
     "int32": "integer",
@@ -139,7 +139,7 @@ class PostgresWarehouse(Warehouse):
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
-        self.schema = parsed.query.get("schema", "public")
+        self.schema = checked_identifier("PostgreSQL schema", parsed.query.get("schema", "public"))
         # psycopg2, the card's driver, whatever SQLAlchemy's default for postgresql:// (2.1: psycopg 3).
         parsed = parsed.difference_update_query(["schema"]).set(drivername="postgresql+psycopg2")
         self.safe_url = parsed.render_as_string(hide_password=True)
