@@ -139,16 +139,25 @@ def _http_download(
     timeout: float,
     progress: ProgressFn | None,
 ) -> tuple[str | None, str | None]:
-    """Stream with retries; after a cut connection, resume with a Range request when the server allows."""
+    """Stream with retries; after a cut connection, resume with a Range request when the server allows.
+
+    The resume carries If-Range with the version of the bytes already here, so a file replaced in
+    between (a re-issued month) comes whole instead of spliced onto the old one's start.
+    """
+    version: str | None = None  # the ETag or Last-Modified of the bytes in ``part``
 
     def attempt() -> tuple[str | None, str | None]:
+        nonlocal version
         have = part.stat().st_size if part.exists() else 0
         headers = {"User-Agent": "taxi-luigi", "Accept-Encoding": "identity"}
-        if have:
-            headers["Range"] = f"bytes={have}-"
+        if have and version:
+            headers.update({"Range": f"bytes={have}-", "If-Range": version})
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
                 resumed = resp.status == 206
+                if not resumed:
+                    etag = resp.headers.get("ETag")
+                    version = etag if etag and not etag.startswith("W/") else resp.headers.get("Last-Modified")
                 total = _expected_total(resp, have if resumed else 0)
                 buffer = memoryview(bytearray(CHUNK))  # one buffer, reused: no 1 MB allocation per read
                 with open(part, "ab" if resumed else "wb") as out:

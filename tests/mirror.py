@@ -4,27 +4,55 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
+import socket
+import struct
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
+@dataclass(frozen=True)
+class Reset:
+    """The file's headers and first ``after`` bytes, then a real TCP reset (SO_LINGER 0, then close).
+
+    ``then`` runs once the connection is gone, e.g. to replace the file as a re-issued month would be.
+    """
+
+    after: int
+    then: Callable[[], object] | None = None
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Accept, send the file's headers and first ``after`` bytes (None: not even the headers), then hang
+    until the server stops."""
+
+    after: int | None = None
+
+
 class MirrorServer:
-    """Serves ``root``; ``faults[path]`` is a list of answers given before the file.
+    """Serves ``root`` with Range and If-Range, as CloudFront does; ``faults[path]`` is a list of answers
+    given before the file.
 
     An answer is (status, body) or (status, body, content_length): a Content-Length larger
-    than the body makes the server close the connection mid-body. ``requests`` counts
-    downloads, ``probes`` the one-byte requests that ask whether a file exists; ``delay``
-    slows every download down by that many seconds.
+    than the body makes the server close the connection mid-body; or a Reset or a Stall.
+    ``requests`` counts downloads, ``ranges`` lists the Range headers they sent, ``probes``
+    counts the one-byte requests that ask whether a file exists; ``delay`` slows every
+    download down by that many seconds.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.requests: Counter[str] = Counter()
+        self.ranges: defaultdict[str, list[str]] = defaultdict(list)
         self.probes: Counter[str] = Counter()
-        self.faults: dict[str, list[tuple]] = {}
+        self.faults: dict[str, list[tuple | Reset | Stall]] = {}
         self.delay = 0.0
+        self.stopping = threading.Event()
         server = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -34,17 +62,84 @@ class MirrorServer:
                     self.send_head_only()
                     return
                 server.requests[self.path] += 1
+                if "Range" in self.headers:
+                    server.ranges[self.path].append(self.headers["Range"])
                 time.sleep(server.delay)
                 pending = server.faults.get(self.path)
-                if pending:
-                    status, body, *length = pending.pop(0)
+                if not pending:
+                    self.send_file()
+                elif isinstance(answer := pending.pop(0), Reset):
+                    self.reset(answer)
+                elif isinstance(answer, Stall):
+                    self.stall(answer)
+                else:
+                    status, body, *length = answer
                     self.send_response(status)
                     self.send_header("Content-Length", str(length[0] if length else len(body)))
                     self.end_headers()
                     self.wfile.write(body)
                     self.close_connection = True
+
+            def send_file(self) -> None:
+                """The file, or from a Range's first byte on (206) unless If-Range names another version."""
+                path = Path(self.translate_path(self.path))
+                if not path.is_file():
+                    super().do_GET()  # 404s and listings as before
                     return
-                super().do_GET()
+                data = path.read_bytes()
+                start = self.range_start(path)
+                if start >= len(data) > 0:
+                    self.send_error(416)
+                    return
+                self.send_file_headers(path, len(data), start)
+                self.wfile.write(data[start:])
+
+            def range_start(self, path: Path) -> int:
+                """Where the answer starts: 0 without a single open or closed byte range, or when If-Range
+                holds a validator of another version of the file (then the whole new file is sent)."""
+                match = re.fullmatch(r"bytes=(\d+)-\d*", self.headers.get("Range", ""))
+                if_range = self.headers.get("If-Range")
+                if not match or (if_range and if_range not in self.validators(path).values()):
+                    return 0
+                return int(match[1])
+
+            def validators(self, path: Path) -> dict[str, str]:
+                stat = path.stat()
+                return {
+                    "ETag": f'"{stat.st_ino:x}-{stat.st_size:x}-{stat.st_mtime_ns:x}"',
+                    "Last-Modified": self.date_time_string(int(stat.st_mtime)),
+                }
+
+            def send_file_headers(self, path: Path, size: int, start: int = 0) -> None:
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(size - start))
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+                for name, value in self.validators(path).items():
+                    self.send_header(name, value)
+                self.end_headers()
+
+            def reset(self, fault: Reset) -> None:
+                path = Path(self.translate_path(self.path))
+                data = path.read_bytes()
+                self.send_file_headers(path, len(data))
+                self.wfile.write(data[: fault.after])
+                time.sleep(0.2)  # let the client read what was sent: a reset discards what it has not read
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.rfile.close()  # the socket closes (and resets) only when its last file object does
+                self.connection.close()
+                self.close_connection = True
+                if fault.then:
+                    fault.then()
+
+            def stall(self, fault: Stall) -> None:
+                if fault.after is not None:
+                    path = Path(self.translate_path(self.path))
+                    data = path.read_bytes()
+                    self.send_file_headers(path, len(data))
+                    self.wfile.write(data[: fault.after])
+                server.stopping.wait(60)
+                self.close_connection = True
 
             def send_head_only(self) -> None:
                 """Headers only, as a server that ignores the range sends before the client hangs up."""
@@ -70,5 +165,6 @@ class MirrorServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
