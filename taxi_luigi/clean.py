@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from taxi_luigi import progress as progress_of
-from taxi_luigi import services, source
+from taxi_luigi import services, source, staging
 from taxi_luigi.services import REASONS, SOURCE_MONTH, Column, Service
 
 
@@ -136,9 +135,9 @@ def clean_month(
     con = _connect(memory_limit, threads, temp_dir)
     try:
         with (
-            _staged(out.data) as data_tmp,
-            _staged(out.quarantine) as quarantine_tmp,
-            _staged(out.data.with_suffix(".csv")) as text_tmp,
+            staging.staged(out.data) as data_tmp,
+            staging.staged(out.quarantine) as quarantine_tmp,
+            staging.staged(out.data.with_suffix(".csv")) as text_tmp,
             ThreadPoolExecutor(1) as pool,
         ):
             # DuckDB reads gzip on one thread: the other core unpacks the text for the second scan meanwhile.
@@ -233,23 +232,11 @@ def _connect(memory_limit: str, threads: int, temp_dir: Path | None) -> duckdb.D
     if threads:
         config["threads"] = threads
     if temp_dir is not None:
+        # A directory of this process's own, which DuckDB creates when it spills and removes when closed;
+        # if the process is killed, its name lets the next run's sweep remove it.
         temp_dir.mkdir(parents=True, exist_ok=True)
-        config["temp_directory"] = str(temp_dir)
+        config["temp_directory"] = str(staging.temp_path(temp_dir / "duckdb"))
     return progress_of.track(duckdb.connect(config=config))
-
-
-class _staged:
-    """A temporary name beside ``final`` that is removed unless the caller renamed it."""
-
-    def __init__(self, final: Path) -> None:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self.path = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
-
-    def __enter__(self) -> Path:
-        return self.path
-
-    def __exit__(self, *exc: object) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def _copy(con: duckdb.DuckDBPyConnection, query: str, dest: Path) -> None:

@@ -51,6 +51,14 @@ class paths(luigi.Config):
         return Path(self.data_dir)
 
 
+class locks(luigi.Config):
+    """Months' locks (data_dir/locks): a step waits for another process running the same month."""
+
+    wait_seconds = luigi.FloatParameter(
+        default=3600.0, description="How long a step waits for another process to finish a step of the same month"
+    )
+
+
 class lake(luigi.Config):
     root = luigi.Parameter(default="data/lake", description="gs://bucket/prefix, or a local directory")
 

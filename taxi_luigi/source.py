@@ -16,7 +16,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,7 +24,7 @@ from typing import TypeVar
 
 import pyarrow.parquet as pq
 
-from taxi_luigi import services
+from taxi_luigi import services, staging
 
 CHUNK = 1 << 20
 FORMATS = (".csv.gz", ".parquet", ".csv")
@@ -103,9 +102,7 @@ def fetch(
     a year's run is named without reading a traceback.
     """
     fmt = file_format(url)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
+    with staging.staged(dest) as part:
         src = local_path(url)
         if src is None:
             etag, modified = _http_download(url, part, label, retries, backoff, timeout, progress)
@@ -115,8 +112,6 @@ def fetch(
         columns = verify(part, fmt, svc, label, url)
         size = part.stat().st_size
         os.replace(part, dest)
-    finally:
-        part.unlink(missing_ok=True)
     return Fetched(url, fmt, size, columns, etag, modified)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import luigi
 
-from taxi_luigi import clean, config, lake, services, source
+from taxi_luigi import clean, config, lake, locks, services, source, staging
 from taxi_luigi.warehouse import LoadedTarget, Warehouse, warehouse_for
 
 log = logging.getLogger("luigi-interface.taxi_luigi")
@@ -77,6 +77,30 @@ class MonthTask(luigi.Task):
         self.set_progress_percentage(pct)
         self.set_status_message(message)
 
+    def run(self) -> None:
+        """The step, under the month's lock: another process running the same month (the local scheduler
+        knows only its own) is waited for, and if it did this step meanwhile, the step is not redone.
+        Temporary files of writers killed earlier are swept first."""
+        step = f"{type(self).__name__} {self.label}"
+        lock = config.paths().root() / "locks" / f"{self.service}-{self.month:%Y-%m}.lock"
+        with locks.hold(lock, step, config.locks().wait_seconds):
+            if self.complete():
+                log.info("%s: done by another process meanwhile", step)
+                return
+            if swept := staging.sweep(*self.staging_dirs()):
+                log.info("%s: removed %d temporary files left by killed runs", step, len(swept))
+            self.work()
+
+    def work(self) -> None:
+        """The step itself; ``run`` calls it under the month's lock."""
+        raise NotImplementedError
+
+    def staging_dirs(self) -> list[Path]:
+        """Where the month's steps write temporary files (and DuckDB spills while cleaning)."""
+        the_lake = lake.lake_for(config.lake().root)
+        scratch = config.paths().root() / "tmp"
+        return [self.work_dir("raw"), self.work_dir("clean"), scratch, *the_lake.staging_dirs(self.service, self.month)]
+
 
 class Download(MonthTask):
     """Fetch the month's file from ``[source] url_template``; complete when the file is verified."""
@@ -95,7 +119,7 @@ class Download(MonthTask):
         Path(self.output().path).unlink(missing_ok=True)
         self.raw_path().unlink(missing_ok=True)
 
-    def run(self) -> None:
+    def work(self) -> None:
         cfg = config.source()
         started, last = time.monotonic(), [0.0]
 
@@ -135,7 +159,7 @@ class Clean(MonthTask):
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.work_dir("clean") / f"{self.name}.quality.json"))
 
-    def run(self) -> None:
+    def work(self) -> None:
         fetched = json.loads(Path(self.input().path).read_text())
         cfg = config.clean()
         download = self.requires()
@@ -179,7 +203,7 @@ class Publish(MonthTask):
     def output(self) -> lake.ManifestTarget:
         return lake.ManifestTarget(self.lake(), self.service, self.month)
 
-    def run(self) -> None:
+    def work(self) -> None:
         outputs = self.requires().outputs()
         report_path = Path(self.input().path)
         files = {"data": outputs.data, "quarantine": outputs.quarantine, "report": report_path}
@@ -207,7 +231,7 @@ class Load(MonthTask):
     def warehouse(self) -> Warehouse:
         return warehouse_for(config.warehouse().url)
 
-    def run(self) -> None:
+    def work(self) -> None:
         started = time.monotonic()
         the_lake = self.requires().lake()
         manifest = the_lake.manifest(self.service, self.month)

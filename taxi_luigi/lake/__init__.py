@@ -11,14 +11,13 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
 import luigi
 
-from taxi_luigi import services
+from taxi_luigi import services, staging
 
 #: Object kinds of a month and their file-name suffixes.
 KINDS = {
@@ -87,6 +86,10 @@ class Lake(ABC):
         one. Returns what the manifest should record of the stored object (e.g. its generation).
         """
 
+    def staging_dirs(self, service: str, month: dt.date) -> list[Path]:
+        """The local directories where this lake stages a month's files: swept of dead writers' leftovers."""
+        return []
+
     def versions(self, service: str, month: dt.date) -> dict[str, int]:
         """The current version of each of the month's objects, for ``put``'s ``expect`` (none: no checks)."""
         return {}
@@ -151,12 +154,9 @@ class Lake(ABC):
             "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
         key = self.key(service, month, "manifest")
-        staged = files["data"].with_name(f".{month_name(service, month)}.{uuid.uuid4().hex[:8]}.manifest")
-        try:
+        with staging.staged(files["data"].with_name(key.rpartition("/")[2])) as staged:
             staged.write_text(json.dumps(manifest, indent=2))
             self.put(key, staged, expected.get(key, 0), metadata={"checksum": manifest["checksum"]})
-        finally:
-            staged.unlink(missing_ok=True)
         return manifest
 
     @contextlib.contextmanager

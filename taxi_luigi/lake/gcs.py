@@ -12,14 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import uuid
 from pathlib import Path
 
 from google.api_core import exceptions
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from taxi_luigi import config
+from taxi_luigi import config, staging
 from taxi_luigi.lake import Lake, LakeError, month_name
 
 MULTIPART_LIMIT = 8 * 1024 * 1024  # the client uploads larger files in resumable chunks
@@ -158,20 +157,20 @@ class GCSLake(Lake):
     def local_copy(self, entry: dict) -> Path:
         """Download the object at the generation the manifest names into the lake cache."""
         dest = self.cache / entry["key"]
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
         blob = self.bucket.blob(self._name(entry["key"]), generation=entry.get("generation"))
-        try:
-            blob.download_to_filename(str(part), checksum="crc32c", timeout=self.timeout, retry=self.retry)
+        with staging.staged(dest) as part:
+            try:
+                blob.download_to_filename(str(part), checksum="crc32c", timeout=self.timeout, retry=self.retry)
+            except exceptions.NotFound:
+                raise LakeError(
+                    f"{self.uri(entry['key'])} generation {entry.get('generation')} is gone although its manifest "
+                    "names it (overwritten?). Invalidate the month from 'publish' on and rerun to publish it again."
+                ) from None
             part.replace(dest)
-        except exceptions.NotFound:
-            raise LakeError(
-                f"{self.uri(entry['key'])} generation {entry.get('generation')} is gone although its manifest "
-                "names it (overwritten?). Invalidate the month from 'publish' on and rerun to publish it again."
-            ) from None
-        finally:
-            part.unlink(missing_ok=True)
         return dest
+
+    def staging_dirs(self, service: str, month: dt.date) -> list[Path]:
+        return [self.cache / service / str(month.year)]
 
     def gs_uri(self, entry: dict, label: str) -> str:
         """The object's URI, once its live generation is checked to be the one the manifest names.

@@ -6,9 +6,9 @@ import datetime as dt
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 
+from taxi_luigi import staging
 from taxi_luigi.lake import KINDS, Lake
 
 
@@ -31,17 +31,16 @@ class LocalLake(Lake):
     def put(self, key: str, path: Path, expect: int | None = None, metadata: dict | None = None) -> dict:
         """A rename is atomic; one machine's publishers are kept apart by Luigi, so ``expect`` is not checked."""
         dest = self._file(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        staged = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
+        with staging.staged(dest) as staged:
             try:
                 os.link(path, staged)  # same filesystem: no second copy of a month on disk
             except OSError:
                 shutil.copyfile(path, staged)
             os.replace(staged, dest)
-        finally:
-            staged.unlink(missing_ok=True)
         return {}
+
+    def staging_dirs(self, service: str, month: dt.date) -> list[Path]:
+        return [self.path / service / str(month.year)]
 
     def delete(self, key: str) -> bool:
         try:
