@@ -164,7 +164,7 @@ def clean_month(
             _check_schema(svc, data_tmp, label)
             if report["rows_in"] != report["rows_clean"] + report["rows_quarantined"]:
                 raise CleanError(
-                    f"{label}: the source has {report['rows_in']} rows but {report['rows_clean']} were clean and "
+                    f"{label}: {raw.name} has {report['rows_in']} rows but {report['rows_clean']} were clean and "
                     f"{report['rows_quarantined']} quarantined; nothing was written. A CSV with line breaks "
                     "inside quoted values counts differently; otherwise please report this bug with the source file."
                 )
@@ -173,7 +173,7 @@ def clean_month(
     except duckdb.Error as e:
         raise CleanError(
             f"{label}: cannot clean {raw.name}: {str(e).splitlines()[0]}. The raw file may be damaged: "
-            "delete it and rerun to download it again."
+            f"`taxi-luigi invalidate {label} --from download` and rerun to download it again."
         ) from None
     except ValueError as e:
         raise CleanError(f"{label}: {raw.name}: {e}") from None

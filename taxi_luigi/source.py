@@ -28,6 +28,7 @@ from taxi_luigi import services, staging
 
 CHUNK = 1 << 20
 FORMATS = (".csv.gz", ".parquet", ".csv")
+HEADER_BYTES = 1 << 16  # the TLC's headers are a few hundred bytes
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: CloudFront answers 403 for a file that does not exist yet, GitHub releases 404.
 NOT_FOUND_STATUS = frozenset({403, 404, 410})
@@ -286,7 +287,7 @@ def _is_html(head: bytes) -> bool:
 
 def _parquet_columns(path: Path, head: bytes, label: str, url: str) -> list[str]:
     with open(path, "rb") as f:
-        f.seek(-4, os.SEEK_END)
+        f.seek(max(path.stat().st_size - 4, 0))  # a file shorter than the marker is read whole
         tail = f.read(4)
     if head[:4] != b"PAR1" or tail != b"PAR1":
         raise SourceError(
@@ -296,7 +297,10 @@ def _parquet_columns(path: Path, head: bytes, label: str, url: str) -> list[str]
     try:
         return pq.ParquetFile(path).schema_arrow.names
     except Exception as e:
-        raise SourceError(f"{label}: {url}: the parquet footer cannot be read ({e}).") from None
+        raise SourceError(
+            f"{label}: {url}: the parquet footer cannot be read ({e}). Rerun to download it again; if that "
+            "does not help, the source file is damaged."
+        ) from None
 
 
 def _check_gzip(head: bytes, label: str, url: str) -> None:
@@ -377,13 +381,23 @@ def csv_rows(path: Path, skip_blank: bool = True) -> int:
 
 
 def csv_header(path: Path, fmt: str, label: str, url: str) -> list[str]:
-    """The column names on a csv or csv.gz file's first line."""
+    """The column names on a csv or csv.gz file's first line.
+
+    At most HEADER_BYTES of it: a file without line breaks (or lone CRs only) is not read whole.
+    """
     opener = gzip.open if fmt == ".csv.gz" else open
-    with opener(path, "rb") as f:
-        line = f.readline().decode("utf-8-sig", errors="replace").strip("\r\n")
+    try:
+        with opener(path, "rb") as f:
+            line = f.readline(HEADER_BYTES).decode("utf-8-sig", errors="replace").strip("\r\n")
+        columns = next(csv.reader(io.StringIO(line), strict=True), [])  # DuckDB reads no row after a stray quote
+    except (EOFError, gzip.BadGzipFile, zlib.error, csv.Error) as e:
+        raise SourceError(
+            f"{label}: {url}: its header line cannot be read ({e}). Rerun to download it again; if that "
+            "does not help, the source file is damaged."
+        ) from None
     if not line.strip():
-        raise SourceError(f"{label}: {url} has no header line.")
-    return [c.strip() for c in next(csv.reader(io.StringIO(line)))]
+        raise SourceError(f"{label}: {url} has no header line. Check [source] url_template.")
+    return [c.strip() for c in columns]
 
 
 def _check_columns(svc: services.Service, columns: list[str], label: str, url: str) -> None:

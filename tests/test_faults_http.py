@@ -120,7 +120,10 @@ FEB, MAR = "/yellow/yellow_tripdata_2021-02", "/yellow/yellow_tripdata_2021-03"
 
 
 def _year(pipeline) -> subprocess.CompletedProcess:
-    return luigi_cli("TaxiYear", "--service", "yellow", "--year", "2021", "--months", "2,3", override=pipeline.cfg)
+    """The card's command, with Luigi's one-run-at-a-time lock of its own: other test runs on this
+    machine run the same command line."""
+    year = ["TaxiYear", "--service", "yellow", "--year", "2021", "--months", "2,3"]
+    return luigi_cli(*year, "--lock-pid-dir", str(pipeline.cfg.parent / "luigi-locks"), override=pipeline.cfg)
 
 
 def _setup(mirror: MirrorServer, pipeline, fmt: str, march_rows: int = 500) -> dict[str, sample.MonthTruth]:
