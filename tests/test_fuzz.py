@@ -4,9 +4,9 @@ Every file goes through source.verify (Download) and, if accepted, clean.clean_m
 in the pipeline. It must end in clean output whose counts add up (rows_in == clean + quarantined,
 and exactly the sample's counts when the change keeps the rows' meaning) or in a SourceError or
 CleanError that starts with the month and names the file, leaving no output behind. Any other
-exception is a bug, and so is a hang (pytest-timeout stops it). The budget is bounded: a few
-hundred examples, well under a minute in all; CI runs a fixed set (derandomized), a developer's
-run explores new ones; TAXI_LUIGI_FUZZ_EXAMPLES=2000 runs a longer hunt.
+exception is a bug, and so is a hang (pytest-timeout stops it). The budget is bounded: 300
+examples per test, about 30 s in all; CI runs a fixed set (derandomized), a developer's run
+explores new ones; TAXI_LUIGI_FUZZ_EXAMPLES=2000 runs a longer hunt.
 """
 
 from __future__ import annotations
