@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -112,6 +113,23 @@ def test_a_connection_reset_every_time_fails_after_the_retries_with_a_clear_erro
         _fetch(mirror, path, tmp_path / "d" / "raw.parquet")
 
     assert not any((tmp_path / "d").iterdir())
+
+
+def test_a_server_that_is_down_is_retried_then_fails_with_a_clear_error(tmp_path):
+    """Connection refused: a port of 127.0.0.1 that nothing listens on any more."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/yellow/yellow_tripdata_2021-03.parquet"
+    dest = tmp_path / "d" / "raw.parquet"
+
+    with pytest.raises(SourceError) as err:
+        source.fetch(url, dest, services.YELLOW, LABEL, retries=2, backoff=0.01, timeout=1)
+
+    assert str(err.value) == (
+        f"{LABEL}: download of {url} failed after 3 attempts ([Errno 111] Connection refused). "
+        "Nothing is marked complete; rerun when the source is reachable."
+    )
+    assert not any(dest.parent.iterdir())
 
 
 # End to end: the card's command on February (fine) and March (the fault), then again once the fault is gone.
