@@ -42,15 +42,11 @@ def hold(path: Path, what: str, wait: float, poll: float = 0.2) -> Iterator[None
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait
     while True:
-        with open(path, "a+") as f:
+        with open(path, "a+b", buffering=0) as f:  # unbuffered: a failed write leaves nothing to flush
             _wait_for(f, path, what, wait, deadline, poll)
             if not _is_current(f, path):
                 continue
-            f.seek(0)
-            f.truncate()
-            since = dt.datetime.now().astimezone()
-            f.write(f"{what} by pid {os.getpid()} on {staging.HOST} since {since:%Y-%m-%d %H:%M:%S %Z}\n")
-            f.flush()
+            _sign(f, what)
             try:
                 yield
             finally:
@@ -58,7 +54,7 @@ def hold(path: Path, what: str, wait: float, poll: float = 0.2) -> Iterator[None
             return
 
 
-def _wait_for(f: IO[str], path: Path, what: str, wait: float, deadline: float, poll: float) -> None:
+def _wait_for(f: IO[bytes], path: Path, what: str, wait: float, deadline: float, poll: float) -> None:
     """Take ``f``'s lock, polling until ``deadline``; say once whom we wait for."""
     told = False
     while True:
@@ -78,7 +74,19 @@ def _wait_for(f: IO[str], path: Path, what: str, wait: float, deadline: float, p
         time.sleep(poll)
 
 
-def _is_current(f: IO[str], path: Path) -> bool:
+def _sign(f: IO[bytes], what: str) -> None:
+    """Write who holds the lock, for whoever waits. Only a courtesy: on a full disk the step goes on, and
+    fails, if it must, naming its month."""
+    since = dt.datetime.now().astimezone()
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{what} by pid {os.getpid()} on {staging.HOST} since {since:%Y-%m-%d %H:%M:%S %Z}\n".encode())
+    except OSError:
+        pass
+
+
+def _is_current(f: IO[bytes], path: Path) -> bool:
     """Whether the file locked is still the one at ``path`` (its holder did not remove it meanwhile)."""
     try:
         here = path.stat()
@@ -88,6 +96,6 @@ def _is_current(f: IO[str], path: Path) -> bool:
     return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
 
 
-def _holder(f: IO[str]) -> str:
+def _holder(f: IO[bytes]) -> str:
     f.seek(0)
-    return f.read().strip() or "another process"
+    return f.read().decode(errors="replace").strip() or "another process"

@@ -65,6 +65,26 @@ def test_a_lock_held_too_long_names_the_month_the_file_and_the_holder(tmp_path):
         assert time.monotonic() - started < 1
 
 
+def test_a_lock_is_taken_on_a_full_disk(tmp_path):
+    """Who holds the lock is a courtesy note: a full disk must not turn a step's own error into the lock's."""
+    disk = tmp_path / "full"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs CAP_SYS_ADMIN)")
+    try:
+        (disk / "locks").mkdir()
+        with pytest.raises(OSError), open(disk / "fill", "wb") as fill:
+            while True:
+                fill.write(b"\0" * 4096)
+                fill.flush()
+        with locks.hold(disk / "locks" / "yellow-2023-01.lock", "Clean yellow 2023-01", wait=1):
+            pass
+        assert not (disk / "locks" / "yellow-2023-01.lock").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
 @pytest.mark.slow
 def test_two_commands_on_the_same_months_at_once_run_each_step_once(mirror, tmp_path):
     truths = {m: sample.write_month(mirror.root, "yellow", 2023, m, "tlc", 20_000) for m in (1, 2)}
