@@ -88,7 +88,7 @@ class MonthTask(luigi.Task):
                 log.info("%s: done by another process meanwhile", step)
                 return
             if swept := staging.sweep(*self.staging_dirs()):
-                log.info("%s: removed %d temporary files left by killed runs", step, len(swept))
+                log.info("%s: removed what killed runs left: %s", step, ", ".join(p.name for p in swept))
             self.work()
 
     def work(self) -> None:
