@@ -12,6 +12,7 @@ target (``.source.json``, ``.quality.json``, ``.manifest.json``) can ever look l
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -23,6 +24,36 @@ from pathlib import Path
 #: The host part of a temporary name: without dots, so a name splits one way only.
 HOST = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname()) or "localhost"
 _TEMP = re.compile(r"\..+\.(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
+
+
+#: strerror(ENOSPC): an OSError's text, and quoted inside DuckDB's IO errors.
+NO_SPACE = "No space left on device"
+_DUCKDB_WRITING = re.compile(r'Could not write file \\?"(?P<path>[^"\\]+)')
+
+
+class DiskFull(Exception):
+    """A step ran out of disk space; its temporary files are gone and nothing was marked complete."""
+
+
+def disk_full(label: str, step: str, error: Exception, directory: Path) -> DiskFull | None:
+    """A clear error for ``error`` if it is a full disk, else None; ``directory`` is named when the
+    error does not say which file it was.
+
+    Only the file that could not be written is kept of the original: a wrapped error's own
+    advice (a damaged source, say) would be wrong here.
+    """
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        where = error.filename2 or error.filename
+    elif NO_SPACE in str(error):
+        found = _DUCKDB_WRITING.search(str(error))
+        where = found and found["path"]
+    else:
+        return None
+    return DiskFull(
+        f"{label}: no space left on device: {step} could not write {where or f'in {directory}'}. Nothing was marked "
+        "complete and its temporary files are gone: free space there (or move [paths] data_dir, [lake] root "
+        "or the warehouse to a larger disk), then rerun."
+    )
 
 
 def temp_path(final: Path) -> Path:

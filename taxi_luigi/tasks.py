@@ -89,7 +89,12 @@ class MonthTask(luigi.Task):
                 return
             if swept := staging.sweep(*self.staging_dirs()):
                 log.info("%s: removed what killed runs left: %s", step, ", ".join(p.name for p in swept))
-            self.work()
+            try:
+                self.work()
+            except Exception as e:
+                if full := staging.disk_full(self.label, type(self).__name__, e, self.work_dir("raw")):
+                    raise full from None
+                raise
 
     def work(self) -> None:
         """The step itself; ``run`` calls it under the month's lock."""

@@ -143,7 +143,10 @@ class DuckDBWarehouse(Warehouse):
                 )
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                # A COMMIT that failed (a full disk: the WAL cannot be written) has ended the transaction
+                # already; its error, not the ROLLBACK's "no transaction is active", is the one to report.
+                with contextlib.suppress(duckdb.TransactionException):
+                    con.execute("ROLLBACK")
                 raise
         return rows
 
