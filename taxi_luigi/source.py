@@ -408,7 +408,7 @@ def _check_columns(svc: services.Service, columns: list[str], label: str, url: s
         detail = f" (missing {', '.join(missing)})" if missing else ""
         raise SourceError(
             f"{label}: {url} is not a {svc.name} file{detail}: {found}; its header is "
-            f"{', '.join(columns[:8])}{'...' if len(columns) > 8 else ''}. Check [source] url_template."
+            f"{', '.join(columns[:8])}{', ...' if len(columns) > 8 else ''}; check [source] url_template."
         )
     try:
         services.map_columns(svc, columns)

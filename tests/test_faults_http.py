@@ -241,7 +241,7 @@ PERMANENT = [
         ),
         r"yellow 2021-03: {url} is not a yellow file \(missing tpep_pickup_datetime/pickup_datetime, "
         r"tpep_dropoff_datetime/dropoff_datetime\): it looks like a green file; its header is VendorID, "
-        r"lpep_pickup_datetime, .*Check \[source\] url_template\.",
+        r"lpep_pickup_datetime, .*; check \[source\] url_template\.",
         1,
     ),
     Fault(
