@@ -12,44 +12,20 @@ later run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import fcntl
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import luigi.retcodes
 
-from taxi_luigi import config
+from taxi_luigi import config, locks
 
 SUMMARY = "===== Luigi Execution Summary ====="
 
 
 def lock_path() -> Path:
     return Path(config.cron().lock_file or config.paths().root() / "cron-run.lock")
-
-
-@contextlib.contextmanager
-def exclusive(path: Path) -> Iterator[str | None]:
-    """Hold ``path``'s lock for the block; yields None, or who holds it when another process does.
-
-    flock: the kernel releases it when its holder dies, even by kill -9, so there is no stale lock.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            yield f.read().strip() or "another process"
-            return
-        f.truncate(0)
-        f.write(f"pid {os.getpid()}, started {dt.datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}\n")
-        f.flush()
-        yield None
 
 
 def outcome_lines(log: str) -> list[str]:
@@ -69,6 +45,23 @@ def outcome_lines(log: str) -> list[str]:
     return found
 
 
+def run_luigi(luigi_args: list[str], codes: luigi.retcodes.retcode) -> tuple[Path, int]:
+    """``luigi --module taxi_luigi TaxiLatest`` with its output in a new log file; the file and the exit code."""
+    logs = config.paths().root() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_file = logs / f"cron-run-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.log"
+    command = [sys.executable, "-m", "luigi", "--module", "taxi_luigi", "TaxiLatest", *luigi_args]
+    with open(log_file, "w") as out:
+        rc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        if rc == codes.not_run and rc:
+            # Under luigid, Luigi answers not_run when other workers ran some of the tasks: a second
+            # pass tells whether they finished them (nothing left to do) or failed.
+            out.write("\ncron-run: other workers ran some of these tasks; checking that they are complete\n")
+            out.flush()
+            rc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+    return log_file, rc
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cron-run",
@@ -83,24 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(text)
 
-    lock = lock_path()
-    with exclusive(lock) as holder:
-        if holder:
-            say(f"cron-run: skipped: {lock} is held by {holder}; that run is still going.")
-            return 0
-        logs = config.paths().root() / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        log_file = logs / f"cron-run-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.log"
-        command = [sys.executable, "-m", "luigi", "--module", "taxi_luigi", "TaxiLatest", *luigi_args]
-        with open(log_file, "w") as out:
-            rc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
-            if rc == codes.not_run and rc:
-                # Under luigid, Luigi answers not_run when other workers ran some of the tasks: a second
-                # pass tells whether they finished them (nothing left to do) or failed.
-                out.write("\ncron-run: other workers ran some of these tasks; checking that they are complete\n")
-                out.flush()
-                rc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
-        report = "\n".join(outcome_lines(log_file.read_text(errors="replace")))
+    try:
+        with locks.hold(lock_path(), "cron-run", wait=0):
+            log_file, rc = run_luigi(luigi_args, codes)
+    except locks.LockTimeout as e:
+        say(f"cron-run: skipped, another run is still going: {e}")
+        return 0
+    report = "\n".join(outcome_lines(log_file.read_text(errors="replace")))
     if rc == 0:
         say(f"{report}\ncron-run: done; log: {log_file}")
         return 0

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from taxi_luigi import services, tasks
+from taxi_luigi import config, locks, services, tasks
 from taxi_luigi.status import STEPS
 
 
@@ -39,10 +39,13 @@ def invalidate(service: str, month: dt.date, first: str = "clean") -> Iterator[R
     """Remove the month's targets of ``first`` and every later step, the last step first.
 
     A generator: each removal is reported once done, so a caller that stops part-way (or
-    crashes) has shown exactly what is gone.
+    crashes) has shown exactly what is gone. It holds the month's lock, so it never pulls a target
+    from under a step of the month that is running.
     """
-    for step in reversed(STEPS[STEPS.index(first) :]):
-        yield from _REMOVE[step](service, month)
+    lock = tasks.Download(service=service, month=month).lock_path()
+    with locks.hold(lock, f"invalidate {tasks.month_label(service, month)}", config.locks().wait_seconds):
+        for step in reversed(STEPS[STEPS.index(first) :]):
+            yield from _REMOVE[step](service, month)
 
 
 def _forget_load(service: str, month: dt.date) -> Iterator[Removed]:

@@ -82,8 +82,7 @@ class MonthTask(luigi.Task):
         knows only its own) is waited for, and if it did this step meanwhile, the step is not redone.
         Temporary files of writers killed earlier are swept first."""
         step = f"{type(self).__name__} {self.label}"
-        lock = config.paths().root() / "locks" / f"{self.service}-{self.month:%Y-%m}.lock"
-        with locks.hold(lock, step, config.locks().wait_seconds):
+        with locks.hold(self.lock_path(), step, config.locks().wait_seconds):
             if self.complete():
                 log.info("%s: done by another process meanwhile", step)
                 return
@@ -95,6 +94,10 @@ class MonthTask(luigi.Task):
                 if full := staging.disk_full(self.label, type(self).__name__, e, self.work_dir("raw")):
                     raise full from None
                 raise
+
+    def lock_path(self) -> Path:
+        """The month's lock: every step of the month, and ``taxi-luigi invalidate``, take it."""
+        return config.paths().root() / "locks" / f"{self.service}-{self.month:%Y-%m}.lock"
 
     def work(self) -> None:
         """The step itself; ``run`` calls it under the month's lock."""
