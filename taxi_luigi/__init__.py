@@ -11,11 +11,14 @@ from taxi_luigi.tasks import (
     FhvYear,
     GreenYear,
     Load,
+    LoadZones,
     Publish,
     TaxiHistory,
     TaxiLatest,
     TaxiYear,
+    TripsView,
     YellowYear,
+    ZoneLookup,
 )
 
 __all__ = [
@@ -25,9 +28,12 @@ __all__ = [
     "FhvhvYear",
     "GreenYear",
     "Load",
+    "LoadZones",
     "Publish",
     "TaxiHistory",
     "TaxiLatest",
     "TaxiYear",
+    "TripsView",
     "YellowYear",
+    "ZoneLookup",
 ]

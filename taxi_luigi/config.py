@@ -16,6 +16,11 @@ PRESETS = {
         "{service}/{service}_tripdata_{year}-{month:02d}.csv.gz"
     ),
 }
+#: The zone lookup (LocationID, Borough, Zone, service_zone) of each preset.
+ZONE_PRESETS = {
+    "tlc": "https://d37ci6vzurychx.cloudfront.net/misc/taxi_zone_lookup.csv",
+    "dtc": "https://github.com/DataTalksClub/nyc-tlc-data/releases/download/misc/taxi_zone_lookup.csv",
+}
 
 
 class source(luigi.Config):
@@ -31,6 +36,9 @@ class source(luigi.Config):
         description="Format string with {service}, {year}, {month}; http(s)://, file:// or a path. "
         "Empty: the preset's template.",
     )
+    zones_url = luigi.Parameter(
+        default="", description="taxi_zone_lookup.csv: http(s)://, file:// or a path. Empty: the preset's."
+    )
     retries = luigi.IntParameter(default=4, description="Retries after a 5xx or a connection error")
     backoff_seconds = luigi.FloatParameter(default=2.0, description="First retry delay; doubles each time")
     timeout_seconds = luigi.FloatParameter(default=60.0, description="Socket timeout per read")
@@ -40,6 +48,9 @@ class source(luigi.Config):
 
     def url(self, service: str, year: int, month: int) -> str:
         return self.template().format(service=service, year=year, month=month)
+
+    def zones(self) -> str:
+        return self.zones_url or ZONE_PRESETS[self.preset]
 
 
 class paths(luigi.Config):

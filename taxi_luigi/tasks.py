@@ -15,8 +15,8 @@ from pathlib import Path
 
 import luigi
 
-from taxi_luigi import clean, config, lake, locks, services, source, staging
-from taxi_luigi.warehouse import LoadedTarget, Warehouse, warehouse_for
+from taxi_luigi import clean, config, lake, locks, services, source, staging, zones
+from taxi_luigi.warehouse import LoadedTarget, TripsViewTarget, Warehouse, ZonesTarget, warehouse_for
 
 log = logging.getLogger("luigi-interface.taxi_luigi")
 
@@ -383,3 +383,77 @@ class FhvYear(TaxiYear):
 
 class FhvhvYear(TaxiYear):
     service = "fhvhv"
+
+
+class ZoneLookup(luigi.Task):
+    """Fetch ``[source] zones_url`` (default: the preset's taxi_zone_lookup.csv) to data_dir/zones, verified.
+
+    Complete while its record exists: to take a re-issued lookup, remove
+    ``data_dir/zones/taxi_zone_lookup.csv.source.json`` and rerun LoadZones.
+    """
+
+    def csv_path(self) -> Path:
+        return config.paths().root() / "zones" / "taxi_zone_lookup.csv"
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(self.csv_path()) + ".source.json")
+
+    def run(self) -> None:
+        cfg = config.source()
+        directory = self.csv_path().parent
+        with locks.hold(config.paths().root() / "locks" / "zones.lock", "ZoneLookup", config.locks().wait_seconds):
+            if self.complete():
+                return
+            staging.sweep(directory)
+            lookup = zones.fetch(
+                cfg.zones(),
+                self.csv_path(),
+                retries=cfg.retries,
+                backoff=cfg.backoff_seconds,
+                timeout=cfg.timeout_seconds,
+            )
+            zones.write_record(Path(self.output().path), lookup)
+        log.info("zones: downloaded %s zones from %s", lookup.rows, lookup.url)
+
+
+class LoadZones(luigi.Task):
+    """Replace ``taxi_zones`` with the downloaded lookup, logged in ``zones_log``; done when the logged
+    sha256 is the download's, so a rerun does nothing and a changed lookup is loaded again."""
+
+    resources = {"warehouse": 1}  # noqa: RUF012 - Luigi reads this class attribute
+
+    def requires(self) -> ZoneLookup:
+        return ZoneLookup()
+
+    def recorded(self) -> dict | None:
+        path = Path(self.input().path)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def output(self) -> ZonesTarget:
+        recorded = self.recorded()
+        return ZonesTarget(warehouse_for(config.warehouse().url), recorded and recorded["sha256"])
+
+    def run(self) -> None:
+        recorded = self.recorded()
+        rows = zones.read(self.requires().csv_path(), recorded)
+        loaded = self.output().warehouse.replace_zones(rows, recorded)
+        log.info("zones: loaded %s zones into %s", loaded, zones.TABLE)
+
+
+class TripsView(luigi.Task):
+    """The ``trips`` view: yellow and green with a ``service`` column and the canonical columns they share.
+
+    Done when the view has exactly those columns; missing yellow or green tables are created empty.
+    """
+
+    resources = {"warehouse": 1}  # noqa: RUF012 - Luigi reads this class attribute
+
+    def output(self) -> TripsViewTarget:
+        return TripsViewTarget(warehouse_for(config.warehouse().url), zones.trips_columns())
+
+    def run(self) -> None:
+        target = self.output()
+        target.warehouse.create_trips_view(target.columns)
+        log.info(
+            "%s: view over %s with %s columns", zones.TRIPS_VIEW, "+".join(zones.VIEW_SERVICES), len(target.columns) + 1
+        )

@@ -64,6 +64,44 @@ class Warehouse(ABC):
         atomically: queries never see the month vanish, only the old rows turn into the new.
         """
 
+    @abstractmethod
+    def replace_zones(self, rows: list[tuple], lookup: dict) -> int:
+        """Replace the whole ``taxi_zones`` table with ``rows`` and append a ``zones_log`` row (the lookup's
+        url, bytes, sha256, rows), in one transaction; return the rows loaded."""
+
+    @abstractmethod
+    def zones_checksum(self) -> str | None:
+        """The sha256 of the lookup file the latest zones load came from (None: never loaded)."""
+
+    @abstractmethod
+    def create_trips_view(self, columns: list[str]) -> None:
+        """(Re)create the ``trips`` view: ``service`` then ``columns`` of yellow UNION ALL green, creating
+        either table (empty) if it does not exist yet, so the view always works."""
+
+    @abstractmethod
+    def trips_view_columns(self) -> list[str] | None:
+        """The ``trips`` view's columns in order (None: there is no view)."""
+
+
+class ZonesTarget(luigi.Target):
+    """Complete when the latest zones load came from the file with this sha256."""
+
+    def __init__(self, warehouse: Warehouse, checksum: str | None) -> None:
+        self.warehouse, self.checksum = warehouse, checksum
+
+    def exists(self) -> bool:
+        return self.checksum is not None and self.warehouse.zones_checksum() == self.checksum
+
+
+class TripsViewTarget(luigi.Target):
+    """Complete when the ``trips`` view has exactly these columns (``service`` first)."""
+
+    def __init__(self, warehouse: Warehouse, columns: list[str]) -> None:
+        self.warehouse, self.columns = warehouse, columns
+
+    def exists(self) -> bool:
+        return self.warehouse.trips_view_columns() == ["service", *self.columns]
+
 
 def warehouse_for(url: str) -> Warehouse:
     """The backend for a URL, with its settings from the config files.

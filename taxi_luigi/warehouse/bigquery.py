@@ -22,6 +22,7 @@ from google.api_core import exceptions
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
+from taxi_luigi import services, zones
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
 from taxi_luigi.services import SOURCE_MONTH, Service
@@ -91,6 +92,25 @@ def quarantine_schema(svc: Service) -> list[bigquery.SchemaField]:
         bigquery.SchemaField(f.name, "DATE" if f.name == SOURCE_MONTH.name else "STRING")
         for f in svc.quarantine_schema()
     ]
+
+
+ZONES_SCHEMA = [
+    bigquery.SchemaField("location_id", "INT64", mode="REQUIRED"),
+    bigquery.SchemaField("borough", "STRING"),
+    bigquery.SchemaField("zone", "STRING"),
+    bigquery.SchemaField("service_zone", "STRING"),
+]
+ZONES_LOG_SCHEMA = [
+    bigquery.SchemaField("url", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("bytes", "INT64", mode="REQUIRED"),
+    bigquery.SchemaField("sha256", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("rows", "INT64", mode="REQUIRED"),
+    bigquery.SchemaField("loaded_at", "TIMESTAMP", mode="REQUIRED"),
+]
+
+
+def _nullable(value: str | None) -> str:
+    return "NULL" if value is None else _literal(value)
 
 
 class BigQueryWarehouse(Warehouse):
@@ -323,3 +343,61 @@ ORDER BY service, source_month"""
                 f"{service} {month:%Y-%m}: deleting its load_log rows in {self!r} failed: {e.message}. {_fix(e)}"
             ) from None
         return job.num_dml_affected_rows or 0
+
+    def replace_zones(self, rows: list[tuple], lookup: dict) -> int:
+        """One script, one transaction: the whole small table replaced, with its zones_log row.
+
+        Literals rather than parameters (bqemulator binds none inside a script); every value is quoted by _literal.
+        """
+        dataset = bigquery.Dataset(self.dataset)
+        dataset.location = self.location
+        self.client.create_dataset(dataset, exists_ok=True, timeout=self.timeout)
+        for name, schema in ((zones.TABLE, ZONES_SCHEMA), (zones.ZONES_LOG, ZONES_LOG_SCHEMA)):
+            self.client.create_table(bigquery.Table(self._table(name), schema=schema), exists_ok=True)
+        values = ",\n".join(f"({int(r[0])}, {', '.join(_nullable(v) for v in r[1:])})" for r in rows)
+        log_row = ", ".join(
+            [_literal(lookup["url"]), str(int(lookup["bytes"])), _literal(lookup["sha256"]), str(len(rows))]
+        )
+        script = f"""
+BEGIN TRANSACTION;
+DELETE FROM {self._sql_name(zones.TABLE)} WHERE TRUE;
+INSERT INTO {self._sql_name(zones.TABLE)} (location_id, borough, zone, service_zone) VALUES
+{values};
+INSERT INTO {self._sql_name(zones.ZONES_LOG)} (url, bytes, sha256, rows, loaded_at)
+VALUES ({log_row}, CURRENT_TIMESTAMP());
+COMMIT TRANSACTION;
+"""
+        try:
+            self.client.query(script).result(timeout=self.timeout)
+        except exceptions.GoogleAPICallError as e:
+            raise WarehouseError(
+                f"zones: replacing {self!r}.{zones.TABLE} failed and was rolled back: {e.message}. {_fix(e)}"
+            ) from None
+        return len(rows)
+
+    def zones_checksum(self) -> str | None:
+        try:
+            self.client.get_table(self._table(zones.ZONES_LOG), timeout=self.timeout)
+        except exceptions.NotFound:
+            return None
+        sql = f"SELECT sha256 FROM {self._sql_name(zones.ZONES_LOG)} ORDER BY loaded_at DESC LIMIT 1"
+        found = list(self._log_query(sql, []).result(timeout=self.timeout))
+        return found[0][0] if found else None
+
+    def create_trips_view(self, columns: list[str]) -> None:
+        for name in zones.VIEW_SERVICES:
+            self._ensure(services.service(name))
+        sql = zones.trips_view_sql(self._sql_name, columns, lambda c: f"`{c}`")
+        try:
+            self.client.query(f"CREATE OR REPLACE VIEW {self._sql_name(zones.TRIPS_VIEW)} AS {sql}").result(
+                timeout=self.timeout
+            )
+        except exceptions.GoogleAPICallError as e:
+            raise WarehouseError(f"{zones.TRIPS_VIEW}: creating the view in {self!r} failed: {e.message}.") from None
+
+    def trips_view_columns(self) -> list[str] | None:
+        try:
+            view = self.client.get_table(self._table(zones.TRIPS_VIEW), timeout=self.timeout)
+        except exceptions.NotFound:
+            return None
+        return [f.name for f in view.schema] or None

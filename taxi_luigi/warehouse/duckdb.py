@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 
 from taxi_luigi import progress as progress_of
+from taxi_luigi import services, zones
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
 from taxi_luigi.services import SOURCE_MONTH, Service
@@ -24,6 +25,16 @@ CREATE TABLE IF NOT EXISTS {LOAD_LOG} (
     rows BIGINT NOT NULL,
     quarantined BIGINT NOT NULL,
     lake_object VARCHAR NOT NULL,
+    loaded_at TIMESTAMP NOT NULL
+)"""
+
+_ZONES_DDL = f"""
+CREATE TABLE IF NOT EXISTS {zones.TABLE} (
+    location_id INTEGER NOT NULL PRIMARY KEY, borough VARCHAR, zone VARCHAR, service_zone VARCHAR
+)"""
+_ZONES_LOG_DDL = f"""
+CREATE TABLE IF NOT EXISTS {zones.ZONES_LOG} (
+    url VARCHAR NOT NULL, bytes BIGINT NOT NULL, sha256 VARCHAR NOT NULL, rows BIGINT NOT NULL,
     loaded_at TIMESTAMP NOT NULL
 )"""
 
@@ -175,12 +186,58 @@ class DuckDBWarehouse(Warehouse):
             sql = f"DELETE FROM {LOAD_LOG} WHERE service = ? AND source_month = ?"
             return con.execute(sql, [service, month]).fetchone()[0]
 
-    def _query(self, sql: str, params: list) -> list[tuple]:
+    def replace_zones(self, rows: list[tuple], lookup: dict) -> int:
+        with self._connect(read_only=False) as con:
+            con.execute(_ZONES_DDL)
+            con.execute(_ZONES_LOG_DDL)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(f"DELETE FROM {zones.TABLE}")
+                con.executemany(f"INSERT INTO {zones.TABLE} VALUES (?, ?, ?, ?)", rows)
+                found = con.execute(f"SELECT count(*) FROM {zones.TABLE}").fetchone()[0]
+                if found != len(rows):
+                    raise WarehouseError(f"zones: loaded {found} rows of {len(rows)}; rolled back.")
+                con.execute(
+                    f"INSERT INTO {zones.ZONES_LOG} VALUES (?, ?, ?, ?, ?)",
+                    [
+                        lookup["url"],
+                        lookup["bytes"],
+                        lookup["sha256"],
+                        len(rows),
+                        dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+                    ],
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.TransactionException):
+                    con.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    def zones_checksum(self) -> str | None:
+        rows = self._query(f"SELECT arg_max(sha256, loaded_at) FROM {zones.ZONES_LOG}", [], table=zones.ZONES_LOG)
+        return rows[0][0] if rows else None
+
+    def create_trips_view(self, columns: list[str]) -> None:
+        with self._connect(read_only=False) as con:
+            for name in zones.VIEW_SERVICES:
+                self._ensure_tables(con, services.service(name))
+            con.execute(f"CREATE OR REPLACE VIEW {zones.TRIPS_VIEW} AS {zones.trips_view_sql(_ident, columns, _ident)}")
+
+    def trips_view_columns(self) -> list[str] | None:
+        rows = self._query(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+            [zones.TRIPS_VIEW],
+            table=zones.TRIPS_VIEW,
+        )
+        return [r[0] for r in rows] or None
+
+    def _query(self, sql: str, params: list, table: str = LOAD_LOG) -> list[tuple]:
         if not self.path.exists():
             return []
         with self._connect(read_only=True) as con:
             if not con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [LOAD_LOG]
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
             ).fetchone()[0]:
                 return []
             return con.execute(sql, params).fetchall()

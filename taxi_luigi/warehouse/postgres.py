@@ -29,6 +29,7 @@ import sqlalchemy
 from psycopg2.extensions import connection, cursor
 from sqlalchemy.engine import make_url
 
+from taxi_luigi import services, zones
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
 from taxi_luigi.services import SOURCE_MONTH, Service
@@ -284,6 +285,82 @@ class PostgresWarehouse(Warehouse):
                     "Rerun when the server is reachable."
                 ) from None
         return deleted
+
+    def replace_zones(self, rows: list[tuple], lookup: dict) -> int:
+        table, log = self._name(zones.TABLE), self._name(zones.ZONES_LOG)
+        with self._connect() as conn:
+            raw = conn.connection.dbapi_connection
+            try:
+                with raw.cursor() as cur:
+                    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(self.schema)}")
+                    cur.execute(
+                        f"CREATE TABLE IF NOT EXISTS {table} (location_id integer NOT NULL PRIMARY KEY, "
+                        "borough text, zone text, service_zone text)"
+                    )
+                    cur.execute(
+                        f"CREATE TABLE IF NOT EXISTS {log} (url text NOT NULL, bytes bigint NOT NULL, "
+                        "sha256 text NOT NULL, rows bigint NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now())"
+                    )
+                    raw.commit()
+                    cur.execute(f"DELETE FROM {table}")
+                    cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s, %s)", rows)
+                    cur.execute(f"SELECT count(*) FROM {table}")
+                    if (found := cur.fetchone()[0]) != len(rows):
+                        raise WarehouseError(f"zones: loaded {found} rows of {len(rows)}; rolled back.")
+                    cur.execute(
+                        f"INSERT INTO {log} (url, bytes, sha256, rows) VALUES (%s, %s, %s, %s)",
+                        (lookup["url"], lookup["bytes"], lookup["sha256"], len(rows)),
+                    )
+                raw.commit()
+            except WarehouseError:
+                raw.rollback()
+                raise
+            except Exception as e:
+                _rollback_quietly(raw)
+                raise WarehouseError(
+                    f"zones: loading into {self.safe_url} failed and nothing was committed: {_first_line(e)}. "
+                    "Rerun when the server is reachable."
+                ) from None
+        return len(rows)
+
+    def zones_checksum(self) -> str | None:
+        log = self._name(zones.ZONES_LOG)
+        with self._connect() as conn:
+            if conn.execute(sqlalchemy.text("SELECT to_regclass(:t)"), {"t": log}).scalar() is None:
+                return None
+            return conn.execute(sqlalchemy.text(f"SELECT sha256 FROM {log} ORDER BY loaded_at DESC LIMIT 1")).scalar()
+
+    def create_trips_view(self, columns: list[str]) -> None:
+        """Drop and create in one transaction: CREATE OR REPLACE VIEW cannot drop or reorder columns."""
+        with self._connect() as conn:
+            raw = conn.connection.dbapi_connection
+            try:
+                with raw.cursor() as cur:
+                    for name in zones.VIEW_SERVICES:
+                        self._ensure(cur, services.service(name))
+                    cur.execute(f"DROP VIEW IF EXISTS {self._name(zones.TRIPS_VIEW)}")
+                    cur.execute(
+                        f"CREATE VIEW {self._name(zones.TRIPS_VIEW)} AS "
+                        f"{zones.trips_view_sql(self._name, columns, _ident)}"
+                    )
+                raw.commit()
+            except Exception as e:
+                _rollback_quietly(raw)
+                raise WarehouseError(
+                    f"{zones.TRIPS_VIEW}: creating the view in {self.safe_url} failed and nothing was committed: "
+                    f"{_first_line(e)}."
+                ) from None
+
+    def trips_view_columns(self) -> list[str] | None:
+        with self._connect() as conn:
+            names = conn.execute(
+                sqlalchemy.text(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = :s AND table_name = :t "
+                    "ORDER BY ordinal_position"
+                ),
+                {"s": self.schema, "t": zones.TRIPS_VIEW},
+            ).scalars()
+            return list(names) or None
 
 
 def _first_line(error: Exception) -> str:

@@ -1,0 +1,137 @@
+"""The zone dimension: the TLC's taxi_zone_lookup.csv, fetched and verified; and the shape of the ``trips`` view.
+
+The lookup is small (265 rows), so it is read whole and replaced whole in the warehouse, in one
+transaction with a ``zones_log`` row carrying the file's sha256: the table is complete when the
+latest logged checksum equals the downloaded file's.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from taxi_luigi import services, source, staging
+
+#: The lookup's header, exactly, in the TLC's spelling and order.
+HEADER = ("LocationID", "Borough", "Zone", "service_zone")
+#: The warehouse table and its canonical columns: (name, logical type, NOT NULL).
+TABLE = "taxi_zones"
+COLUMNS = (("location_id", "int32", True), ("borough", "string", False), ("zone", "string", False))
+COLUMNS += (("service_zone", "string", False),)
+ZONES_LOG = "zones_log"
+#: The view over yellow and green, and the services it unites.
+TRIPS_VIEW = "trips"
+VIEW_SERVICES = ("yellow", "green")
+
+ZoneRow = tuple[int, str | None, str | None, str | None]
+
+
+class ZonesError(source.SourceError):
+    """The lookup could not be fetched or is not the TLC's zone lookup."""
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What a verified download holds: recorded beside it, and in zones_log when loaded."""
+
+    url: str
+    bytes: int
+    sha256: str
+    rows: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse(data: bytes, where: str) -> list[ZoneRow]:
+    """The rows of a lookup file, or ZonesError naming ``where`` and what to do.
+
+    The header must be exactly HEADER; every LocationID an integer, once. Empty values are NULL;
+    "N/A" and "Unknown" are the TLC's own labels and stay as they are.
+    """
+    fix = "Check [source] zones_url (or the preset): it must name the TLC's taxi_zone_lookup.csv."
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ZonesError(f"zones: {where} is not UTF-8 text ({e.reason} at byte {e.start}). {fix}") from None
+    reader = csv.reader(io.StringIO(text))
+    header = tuple(next(reader, ()))
+    if header != HEADER:
+        raise ZonesError(f"zones: {where} has the header {list(header)}, not {list(HEADER)}. {fix}")
+    rows: list[ZoneRow] = []
+    seen: set[int] = set()
+    for line, values in enumerate(reader, start=2):
+        if not values:
+            continue
+        if len(values) != len(HEADER) or not values[0].strip().isdigit():
+            raise ZonesError(f"zones: {where} line {line} is not LocationID,Borough,Zone,service_zone: {values}. {fix}")
+        location = int(values[0])
+        if location in seen:
+            raise ZonesError(f"zones: {where} line {line} repeats LocationID {location}. {fix}")
+        seen.add(location)
+        rows.append((location, *(v if v != "" else None for v in values[1:])))
+    if not rows:
+        raise ZonesError(f"zones: {where} has a header but no zones. {fix}")
+    return rows
+
+
+def fetch(url: str, dest: Path, *, retries: int = 4, backoff: float = 2.0, timeout: float = 60.0) -> Lookup:
+    """Download ``url`` to ``dest`` atomically: under a temporary name, verified, then renamed."""
+    label = "zones"
+    with staging.staged(dest) as part:
+        src = source.local_path(url)
+        try:
+            if src is None:
+                source._http_download(url, part, label, retries, backoff, timeout, None)
+            else:
+                source._copy_local(src, part, label, url)
+        except source.NotPublished:
+            raise ZonesError(
+                f"zones: the source has no file at {url}. Check [source] zones_url, or [source] preset."
+            ) from None
+        data = part.read_bytes()
+        rows = parse(data, f"{url} (downloaded to {dest})")
+        os.replace(part, dest)
+    return Lookup(url, len(data), hashlib.sha256(data).hexdigest(), len(rows))
+
+
+def read(path: Path, recorded: dict) -> list[ZoneRow]:
+    """The rows of a downloaded lookup, provided it is still the file its record vouches for."""
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != recorded["sha256"]:
+        raise ZonesError(
+            f"zones: {path} no longer has the sha256 recorded when it was downloaded; remove it and "
+            f"{path.name}.source.json, then rerun to fetch it again."
+        )
+    return parse(data, str(path))
+
+
+def write_record(path: Path, lookup: Lookup) -> None:
+    """The download's record, written atomically: it is ZoneLookup's target."""
+    with staging.staged(path) as part:
+        part.write_text(json.dumps(lookup.to_dict(), indent=2))
+        os.replace(part, path)
+
+
+def trips_columns() -> list[str]:
+    """The canonical columns yellow and green share, in yellow's order: the ``trips`` view's, after ``service``.
+
+    Computed, not listed: a column added to one service only stays out, one added to both comes in.
+    """
+    tables = [services.service(name) for name in VIEW_SERVICES]
+    shared = set.intersection(*({c.name for c in svc.all_columns} for svc in tables))
+    return [c.name for c in tables[0].all_columns if c.name in shared]
+
+
+def trips_view_sql(table_name: Callable[[str], str], columns: list[str], quote: Callable[[str], str]) -> str:
+    """SELECT ... UNION ALL ... over the services; ``table_name`` gives a table's full quoted name."""
+    cols = ", ".join(quote(c) for c in columns)
+    return "\nUNION ALL\n".join(
+        f"SELECT '{name}' AS service, {cols} FROM {table_name(services.service(name).table)}" for name in VIEW_SERVICES
+    )
