@@ -76,8 +76,19 @@ def typed_expr(col: Column, source: str | None) -> str:
     ref = sql_ident(source)
     if col.type == "string":
         expr = f"NULLIF(TRIM(CAST({ref} AS VARCHAR)), '')"
-        return f"UPPER({expr})" if col.normalize == "upper" else expr
-    return f"TRY_CAST({ref} AS {col.duckdb_type})"
+        expr = f"UPPER({expr})" if col.normalize == "upper" else expr
+        return f"COALESCE({code_expr(col, ref)}, {expr})" if col.codes else expr
+    expr = f"TRY_CAST({ref} AS {col.duckdb_type})"
+    if col.codes:  # a number is itself; a known code is its number; any other text is null
+        expr = f"COALESCE({expr}, {code_expr(col, ref)})"
+    return f"NULLIF({expr}, 0)" if col.zero_is_null else expr
+
+
+def code_expr(col: Column, ref: str) -> str:
+    """The canonical value of a coded text (2009-2010 'CMT', '"Cash"', ' csh'), or NULL."""
+    key = f"UPPER(TRIM(REPLACE(REPLACE(CAST({ref} AS VARCHAR), '\"', ''), '''', '')))"
+    whens = " ".join(f"WHEN {sql_literal(code)} THEN {sql_literal(value)}" for code, value in col.codes)
+    return f"CAST(CASE {key} {whens} END AS {col.duckdb_type})"
 
 
 def raw_expr(source: str | None) -> str:

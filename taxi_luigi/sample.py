@@ -4,7 +4,10 @@ The demo and the tests must run offline and still meet every drift the real file
 spellings, physical types per era, null-typed columns, the DataTalksClub csv.gz text conventions.
 Rows are synthetic but plausible. A known number of rows break each cleaning rule, and the
 generator returns those numbers, so a test can compare the cleaner's quarantine counts exactly.
-The layouts follow the research notes on the TLC files (tlc-data.md, sections 1, 2 and 4).
+The layouts follow the research notes on the TLC files (tlc-data.md, sections 1, 2 and 4), from
+each service's first file: yellow 2009 (text datetimes, coded strings, coordinates, a double
+store_and_forward), yellow 2010 (text datetimes and a pandas index in odd months, timestamps in
+even ones), green from 2013-08, fhv from 2015-01, fhvhv from 2019-02.
 """
 
 from __future__ import annotations
@@ -37,11 +40,10 @@ _QUIRK_SCOPE = {
     "text_passenger_count": (_TAXIS, FORMATS),
     "no_vendor_rows": (_TAXIS, ("tlc",)),
 }
-# First month each source publishes. Yellow 2009-2010 parquet files use a lat/lon layout that is
-# not mirrored here. The DTC mirror starts in 2019.
+# First month each source publishes. The DTC mirror starts in 2019.
 _FIRST_MONTH = {
-    ("tlc", "yellow"): (2011, 1),
-    ("tlc", "green"): (2014, 1),
+    ("tlc", "yellow"): (2009, 1),
+    ("tlc", "green"): (2013, 8),
     ("tlc", "fhv"): (2015, 1),
     ("tlc", "fhvhv"): (2019, 2),
     ("dtc", "yellow"): (2019, 1),
@@ -148,6 +150,56 @@ _FHVHV = (
     ("wav_match_flag", "wav_match"),
 )
 _CBD = ("cbd_congestion_fee", "cbd_fee")
+_ZONES_FROM = (2011, 1)  # yellow before this: coordinates and coded strings, no zone ids
+_S = pa.string()
+# Yellow 2009 and 2010: (source column, field, arrow type); None is the timestamp type of the month.
+_YELLOW_2009 = (
+    ("vendor_name", "vendor_code", _S),
+    ("Trip_Pickup_DateTime", "pickup", _S),
+    ("Trip_Dropoff_DateTime", "dropoff", _S),
+    ("Passenger_Count", "passenger_count", _I64),
+    ("Trip_Distance", "distance", _F64),
+    ("Start_Lon", "pu_lon", _F64),
+    ("Start_Lat", "pu_lat", _F64),
+    ("Rate_Code", "ratecode", _F64),
+    ("store_and_forward", "store_code", _F64),
+    ("End_Lon", "do_lon", _F64),
+    ("End_Lat", "do_lat", _F64),
+    ("Payment_Type", "payment_code", _S),
+    ("Fare_Amt", "fare", _F64),
+    ("surcharge", "extra", _F64),
+    ("mta_tax", "mta_tax", _F64),
+    ("Tip_Amt", "tip", _F64),
+    ("Tolls_Amt", "tolls", _F64),
+    ("Total_Amt", "total", _F64),
+)
+_YELLOW_2010 = (
+    ("vendor_id", "vendor_code", _S),
+    ("pickup_datetime", "pickup", None),
+    ("dropoff_datetime", "dropoff", None),
+    ("passenger_count", "passenger_count", _I64),
+    ("trip_distance", "distance", _F64),
+    ("pickup_longitude", "pu_lon", _F64),
+    ("pickup_latitude", "pu_lat", _F64),
+    ("rate_code", "ratecode", _F64),
+    ("store_and_fwd_flag", "store_code", _S),
+    ("dropoff_longitude", "do_lon", _F64),
+    ("dropoff_latitude", "do_lat", _F64),
+    ("payment_type", "payment_code", _S),
+    ("fare_amount", "fare", _F64),
+    ("surcharge", "extra", _F64),
+    ("mta_tax", "mta_tax", _F64),
+    ("tip_amount", "tip", _F64),
+    ("tolls_amount", "tolls", _F64),
+    ("total_amount", "total", _F64),
+)
+# Coded text of 2009 and 2010 per modern code, as spelled in the files; decorated per row below.
+_VENDOR_SPELLINGS = {1: ("CMT",), 2: ("VTS",), 3: ("DDS",)}
+_PAYMENT_SPELLINGS = {
+    2009: {1: ("Credit", "CREDIT"), 2: ("Cash", "CASH"), 3: ("No Charge",), 4: ("Dispute",)},
+    2010: {1: ("CRE", "CRD", "Cre"), 2: ("CAS", "CSH"), 3: ("NOC", "NO"), 4: ("DIS",)},
+}
+_UNKNOWN_CODE = "UNK"  # a payment code nobody documents: loaded as null
 _DTC_FHVHV = (
     ("hvfhs_license_num", "license"),
     ("dispatching_base_num", "base"),
@@ -247,7 +299,7 @@ def month_table(
     """
     applied = _check(service, year, month, fmt, rows, quirks)
     table = pa.concat_tables(list(_chunks(service, year, month, fmt, rows, applied)))
-    return table, _reason_counts(_pattern(service, fmt), rows)
+    return table, _reason_counts(_pattern(service, fmt, _text_times(service, year, month, fmt)), rows)
 
 
 def write_month(
@@ -268,7 +320,7 @@ def write_month(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    reasons = _reason_counts(_pattern(service, fmt), rows)
+    reasons = _reason_counts(_pattern(service, fmt, _text_times(service, year, month, fmt)), rows)
     return MonthTruth(service, year, month, fmt, rows, reasons, path)
 
 
@@ -316,7 +368,7 @@ def _check(service: str, year: int, month: int, fmt: str, rows: int, quirks: Ite
     return frozenset(q for q in quirks if service in _QUIRK_SCOPE[q][0] and fmt in _QUIRK_SCOPE[q][1])
 
 
-def _pattern(service: str, fmt: str) -> np.ndarray:
+def _pattern(service: str, fmt: str, text_times: bool = False) -> np.ndarray:
     """Category of each position in one period. Later rules overwrite earlier ones, so every
     row has one category, and the low offsets put each reason in the first 1000 rows."""
     k = np.arange(_PERIOD)
@@ -324,7 +376,7 @@ def _pattern(service: str, fmt: str) -> np.ndarray:
     cat[k % 150 == 7] = _OUTSIDE
     cat[k % 120 == 3] = _BEFORE
     cat[k % 250 == 11] = _MISSING
-    if fmt == "dtc":
+    if fmt == "dtc" or text_times:
         cat[k % 500 == 29] = _BAD_TEXT
     if service in _TAXIS:
         cat[k % 40 == 1] = _ZERO
@@ -354,6 +406,8 @@ def _layout(service: str, year: int, month: int, fmt: str, quirks: frozenset[str
     if fmt == "dtc":
         return _dtc_layout(service, year, quirks)
     ym = (year, month)
+    if service == "yellow" and ym < _ZONES_FROM:
+        return _old_yellow_layout(year, month, quirks)
     names = {"yellow": _YELLOW, "green": _GREEN, "fhv": _FHV, "fhvhv": _FHVHV}[service]
     if service == "yellow" and ym >= _NEW_TYPES:
         names = (*names[:-1], ("Airport_fee", "airport_fee"))
@@ -370,6 +424,22 @@ def _layout(service: str, year: int, month: int, fmt: str, quirks: frozenset[str
     if "index_column" in quirks:
         cols.append(_Col("__index_level_0__", "row_index", _I64))
     return cols
+
+
+def _old_yellow_layout(year: int, month: int, quirks: frozenset[str]) -> list[_Col]:
+    """Yellow 2009 (text datetimes) and 2010 (text datetimes and a pandas index in odd months)."""
+    text_times = _text_times("yellow", year, month, "tlc")
+    time_type = _S if text_times else pa.timestamp("ns" if "ns_timestamps" in quirks else "us")
+    names = _YELLOW_2009 if year == 2009 else _YELLOW_2010
+    cols = [_Col(name, field, time_type if type_ is None else type_) for name, field, type_ in names]
+    if "index_column" in quirks or (year == 2010 and month % 2):
+        cols.append(_Col("__index_level_0__", "row_index", _I64))
+    return cols
+
+
+def _text_times(service: str, year: int, month: int, fmt: str) -> bool:
+    """Datetimes stored as text: every csv, yellow 2009, and (in this mirror) yellow 2010's odd months."""
+    return fmt == "dtc" or (service == "yellow" and (year == 2009 or (year == 2010 and month % 2 == 1)))
 
 
 def _tlc_types(service: str, ym: tuple[int, int]) -> dict[str, pa.DataType]:
@@ -403,6 +473,7 @@ def _tlc_types(service: str, ym: tuple[int, int]) -> dict[str, pa.DataType]:
             "payment_type": code,
             "trip_type": code,
             "ehail_fee": _NULL if (2019, 9) <= ym < _NEW_TYPES else _F64,
+            "improvement": _F64 if ym >= (2015, 1) else _NULL,
             "congestion": _F64 if ym >= (2019, 1) else _NULL,
         }
     if service == "fhv":
@@ -445,7 +516,7 @@ def _chunks(service: str, year: int, month: int, fmt: str, rows: int, quirks: fr
     """Tables of at most _CHUNK_ROWS rows; always at least one, so an empty month still has a schema."""
     layout = _layout(service, year, month, fmt, quirks)
     schema = pa.schema([pa.field(c.name, c.type) for c in layout])
-    pattern = _pattern(service, fmt)
+    pattern = _pattern(service, fmt, _text_times(service, year, month, fmt))
     seed = _seed(service, year, month, fmt, rows, quirks)
     for start in range(0, max(rows, 1), _CHUNK_ROWS):
         idx = np.arange(start, min(start + _CHUNK_ROWS, rows), dtype=np.int64)
@@ -488,7 +559,7 @@ def _fields(b: _Block) -> dict[str, pa.Array]:
     """Every field the service's layouts may use, keyed by field name."""
     trips = _trips(b)
     pickup = _seconds(trips.pickup, trips.pickup_null)
-    if b.fmt == "dtc":
+    if _text_times(b.service, b.year, b.month, b.fmt):
         pickup = pc.if_else(pa.array(b.cat == _BAD_TEXT), _BAD_PICKUP, pickup.cast(pa.string()))
     fields = {
         "row_index": pa.array(b.idx),
@@ -496,6 +567,8 @@ def _fields(b: _Block) -> dict[str, pa.Array]:
         "dropoff": _seconds(trips.dropoff, trips.dropoff_null),
     }
     fields.update(_SERVICE_FIELDS[b.service](b, trips))
+    if b.service == "yellow" and b.ym < _ZONES_FROM:
+        fields.update(_old_yellow_fields(b, fields))  # drawn last, so later eras' random streams are unchanged
     return fields
 
 
@@ -576,6 +649,64 @@ def _taxi_fields(b: _Block, trips: _Trips) -> dict[str, pa.Array]:
         "airport_fee": _floats(airport, surcharge_null),
         "cbd_fee": _floats(cbd_fee),
     }
+
+
+def _old_yellow_fields(b: _Block, fields: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """The 2009-2010 shapes of vendor, payment and store-and-forward, and the coordinates.
+
+    Codes come in mixed case, sometimes quoted or padded; 1 payment in 200 is a code nobody
+    documents. About 3% of coordinates are 0 (not recorded), 0.5% empty.
+    """
+    rng, n = b.rng, b.n
+    vendor = pc.fill_null(fields["vendor"], 0).to_numpy()
+    vendor = np.where((vendor > 0) & (rng.random(n) < 0.1), 3, vendor)  # Digital Dispatch
+    vendor_code = _coded(rng, _VENDOR_SPELLINGS, vendor, vendor == 0)
+    payment = pc.fill_null(fields["payment_type"], 0).to_numpy()
+    unknown = rng.random(n) < 0.005
+    payment_code = _coded(rng, _PAYMENT_SPELLINGS[b.year], payment, payment == 0, unknown)
+    yes = pc.equal(fields["store_flag"], "Y")
+    store = pc.if_else(yes, 1.0, 0.0) if b.year == 2009 else pc.if_else(yes, "1", "0")
+    coords = {}
+    zero = rng.random(n) < 0.03
+    for name, centre, spread in (("pu_lon", -73.98, 0.04), ("pu_lat", 40.75, 0.04)):
+        coords[name] = np.where(zero, 0.0, np.round(centre + rng.normal(0, spread, n), 6))
+    zero = rng.random(n) < 0.03
+    for name, centre, spread in (("do_lon", -73.97, 0.05), ("do_lat", 40.75, 0.05)):
+        coords[name] = np.where(zero, 0.0, np.round(centre + rng.normal(0, spread, n), 6))
+    empty = rng.random(n) < 0.005
+    return {
+        "vendor_code": vendor_code,
+        "payment_code": payment_code,
+        "store_code": store,
+        **{name: _floats(values, empty) for name, values in coords.items()},
+    }
+
+
+def _coded(
+    rng: np.random.Generator,
+    spellings: dict[int, tuple[str, ...]],
+    code: np.ndarray,
+    null: np.ndarray,
+    unknown: np.ndarray | None = None,
+) -> pa.Array:
+    """Text codes: a spelling of each row's code, 4% lower-case, 1% quoted, 1% padded with spaces."""
+    n = len(code)
+    variants = [(s, s.lower(), f'"{s}"', f" {s} ") for c in sorted(spellings) for s in spellings[c]]
+    vocab = (*(v for four in variants for v in four), _UNKNOWN_CODE)
+    starts = np.zeros(max(spellings) + 1, dtype=np.int64)  # code -> index of its first spelling
+    counts = np.ones(max(spellings) + 1, dtype=np.int64)  # code -> how many spellings it has
+    offset = 0
+    for c in sorted(spellings):
+        starts[c], counts[c] = offset, len(spellings[c])
+        offset += len(spellings[c])
+    safe = np.clip(code, 0, max(spellings))
+    spelling = starts[safe] + rng.integers(0, 1 << 30, n) % counts[safe]
+    decoration = rng.choice(4, n, p=[0.94, 0.04, 0.01, 0.01])
+    index = spelling * 4 + decoration
+    if unknown is not None:
+        index = np.where(unknown, len(vocab) - 1, index)
+        null = null & ~unknown
+    return _texts(vocab, index, null)
 
 
 def _fhv_fields(b: _Block, _: _Trips) -> dict[str, pa.Array]:

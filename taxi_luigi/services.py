@@ -42,6 +42,11 @@ class Column:
     doc: str = ""
     #: "upper" for base numbers, which arrive in mixed case with stray spaces.
     normalize: str = ""
+    #: Coded text of older files -> the modern value (matched upper-cased, trimmed, quotes stripped).
+    #: A number is read as itself first; a text that is neither a number nor a known code is null.
+    codes: tuple[tuple[str, str], ...] = ()
+    #: A 0 is "not recorded", not a value (coordinates: 0, 0 is in the Atlantic).
+    zero_is_null: bool = False
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -52,8 +57,17 @@ class Column:
         return TYPES[self.type][1]
 
 
-def _col(name: str, type_: str, *sources: str, doc: str = "", normalize: str = "") -> Column:
-    return Column(name, type_, sources or (name,), doc, normalize)
+def _col(
+    name: str,
+    type_: str,
+    *sources: str,
+    doc: str = "",
+    normalize: str = "",
+    codes: dict[str, object] | None = None,
+    zero_is_null: bool = False,
+) -> Column:
+    coded = tuple((k, str(v)) for k, v in (codes or {}).items())
+    return Column(name, type_, sources or (name,), doc, normalize, coded, zero_is_null)
 
 
 #: Columns every service ends with: unmapped source columns as JSON, and the file's month.
@@ -79,13 +93,11 @@ class Service:
     description: str
     #: Canonical columns a file must have to be this service's file (checked before cleaning).
     required: tuple[str, ...] = ("pickup_datetime", "dropoff_datetime")
-    #: The first month whose layout services.py maps (None: every month since first_month).
-    mapped_from: dt.date | None = None
 
     @property
     def first_loadable(self) -> dt.date:
-        """The first month this version can load."""
-        return self.mapped_from or self.first_month
+        """The first month this version can load: every layout since the first file is mapped."""
+        return self.first_month
 
     @property
     def all_columns(self) -> tuple[Column, ...]:
@@ -137,33 +149,84 @@ def _money(*names: str) -> tuple[Column, ...]:
     return tuple(_col(n, "double", doc=_MONEY_DOC) for n in names)
 
 
+# The 2009-2010 yellow files spell vendors and payment types as text (research tlc-data.md §4,
+# TS-2d0d): mixed case, sometimes quoted; they map onto the modern integer codes.
+VENDOR_CODES = {"CMT": 1, "VTS": 2, "DDS": 3}
+PAYMENT_CODES = {
+    **dict.fromkeys(("CREDIT", "CRE", "CRD"), 1),
+    **dict.fromkeys(("CASH", "CAS", "CSH"), 2),
+    **dict.fromkeys(("NO CHARGE", "NOC", "NO"), 3),
+    **dict.fromkeys(("DISPUTE", "DIS"), 4),
+}
+#: store_and_forward is a double (1.0/0.0) in 2009, and 1/0 or Y/N in 2010.
+FLAG_CODES = {"Y": "Y", "N": "N", "1": "Y", "1.0": "Y", "0": "N", "0.0": "N"}
+
+
+def _coordinate(name: str, source: str) -> Column:
+    return _col(
+        name,
+        "double",
+        name,
+        source,
+        doc="Degrees; only in the 2009-2010 files (null afterwards); 0 is not recorded (null)",
+        zero_is_null=True,
+    )
+
+
+_USD_OLD = "USD; spelled {} in 2009"
+
 YELLOW = Service(
     "yellow",
     dt.date(2009, 1, 1),
     (
-        _VENDOR,
-        _col("pickup_datetime", "timestamp", "tpep_pickup_datetime", "pickup_datetime"),
-        _col("dropoff_datetime", "timestamp", "tpep_dropoff_datetime", "dropoff_datetime"),
+        _col(
+            "vendor_id",
+            "int32",
+            "VendorID",
+            "vendor_name",
+            "vendor_id",
+            doc="1 = Creative Mobile (CMT), 2 = VeriFone (VTS), 3 = Digital Dispatch (DDS, 2009-2010), ...",
+            codes=VENDOR_CODES,
+        ),
+        _col("pickup_datetime", "timestamp", "tpep_pickup_datetime", "pickup_datetime", "Trip_Pickup_DateTime"),
+        _col("dropoff_datetime", "timestamp", "tpep_dropoff_datetime", "dropoff_datetime", "Trip_Dropoff_DateTime"),
         _PASSENGERS,
         _DISTANCE,
         _RATE,
-        _FLAG,
+        _col(
+            "store_and_fwd_flag",
+            "string",
+            "store_and_fwd_flag",
+            "store_and_forward",
+            doc="Y/N: trip record held in the vehicle before sending (1/1.0 -> Y, 0/0.0 -> N in 2009-2010)",
+            codes=FLAG_CODES,
+        ),
         _PU,
         _DO,
-        _PAYMENT,
-        *_money("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount"),
-        *_money("improvement_surcharge", "total_amount", "congestion_surcharge"),
+        _col(
+            "payment_type",
+            "int32",
+            doc="1 credit card, 2 cash, 3 no charge, 4 dispute, ...; 2009-2010 text codes "
+            "(Credit/CRE/CRD, Cash/CAS/CSH, No Charge/NOC/NO, Dispute/DIS) mapped, any other text null",
+            codes=PAYMENT_CODES,
+        ),
+        _col("fare_amount", "double", "fare_amount", "Fare_Amt", doc=_USD_OLD.format("Fare_Amt")),
+        _col("extra", "double", "extra", "surcharge", doc="USD; spelled surcharge in 2009-2010"),
+        *_money("mta_tax"),
+        _col("tip_amount", "double", "tip_amount", "Tip_Amt", doc=_USD_OLD.format("Tip_Amt")),
+        _col("tolls_amount", "double", "tolls_amount", "Tolls_Amt", doc=_USD_OLD.format("Tolls_Amt")),
+        *_money("improvement_surcharge"),
+        _col("total_amount", "double", "total_amount", "Total_Amt", doc=_USD_OLD.format("Total_Amt")),
+        *_money("congestion_surcharge"),
         _col("airport_fee", "double", doc="USD; spelled Airport_fee from 2023-02"),
         _CBD,
-        _col("pickup_longitude", "double", doc="Only in the 2009-2010 files; null afterwards"),
-        _col("pickup_latitude", "double", doc="Only in the 2009-2010 files; null afterwards"),
-        _col("dropoff_longitude", "double", doc="Only in the 2009-2010 files; null afterwards"),
-        _col("dropoff_latitude", "double", doc="Only in the 2009-2010 files; null afterwards"),
+        _coordinate("pickup_longitude", "Start_Lon"),
+        _coordinate("pickup_latitude", "Start_Lat"),
+        _coordinate("dropoff_longitude", "End_Lon"),
+        _coordinate("dropoff_latitude", "End_Lat"),
     ),
-    "Yellow medallion taxis (tpep_ columns).",
+    "Yellow medallion taxis (tpep_ columns; 2009-2010: coordinates and coded strings).",
     ("pickup_datetime", "dropoff_datetime", "total_amount"),
-    # 2009-2010 carry coordinates and coded strings ("CMT", "CSH") that need their own mapping.
-    mapped_from=dt.date(2011, 1, 1),
 )
 
 GREEN = Service(
@@ -257,14 +320,9 @@ def service(name: str) -> Service:
 
 
 def check_month(svc: Service, month: dt.date) -> None:
-    """Refuse a month the service has no file for, or whose layout is not mapped yet."""
+    """Refuse a month the service has no file for; every layout since the first file is mapped."""
     if month < svc.first_month:
         raise ValueError(f"{svc.name} {month:%Y-%m}: the TLC's {svc.name} files start at {svc.first_month:%Y-%m}")
-    if svc.mapped_from and month < svc.mapped_from:
-        raise ValueError(
-            f"{svc.name} {month:%Y-%m}: months before {svc.mapped_from:%Y-%m} use an older layout "
-            "(coordinates instead of zone ids, coded strings) that this version does not map yet"
-        )
 
 
 @dataclass(frozen=True)
@@ -311,6 +369,176 @@ def looks_like(source_names: list[str]) -> list[str]:
     return [s.name for s in sorted(fits, key=lambda s: -len(s.required))]
 
 
+@dataclass(frozen=True)
+class Era:
+    """One layout of a service's TLC parquet files: its months and its columns as the files spell them."""
+
+    service: str
+    first: str  # YYYY-MM
+    last: str  # YYYY-MM, or "" for "to date"
+    columns: str  # "name:arrow_type ..." in file order
+    note: str = ""
+
+    @property
+    def source_columns(self) -> list[tuple[str, str]]:
+        return [tuple(c.split(":", 1)) for c in self.columns.split()]
+
+
+_Y11 = (
+    "VendorID:int64 tpep_pickup_datetime:timestamp[us] tpep_dropoff_datetime:timestamp[us] "
+    "passenger_count:double trip_distance:double RatecodeID:double store_and_fwd_flag:string PULocationID:int64 "
+    "DOLocationID:int64 payment_type:int64 fare_amount:double extra:double mta_tax:double tip_amount:double "
+    "tolls_amount:double improvement_surcharge:double total_amount:double congestion_surcharge:double "
+    "airport_fee:double"
+)
+_Y23 = (
+    _Y11.replace("VendorID:int64", "VendorID:int32")
+    .replace("passenger_count:double", "passenger_count:int64")
+    .replace("RatecodeID:double", "RatecodeID:int64")
+    .replace("store_and_fwd_flag:string", "store_and_fwd_flag:large_string")
+    .replace("LocationID:int64", "LocationID:int32")
+    .replace("airport_fee", "Airport_fee")
+)
+_G = (
+    "VendorID:int64 lpep_pickup_datetime:timestamp[us] lpep_dropoff_datetime:timestamp[us] "
+    "store_and_fwd_flag:string RatecodeID:double PULocationID:int64 DOLocationID:int64 passenger_count:double "
+    "trip_distance:double fare_amount:double extra:double mta_tax:double tip_amount:double tolls_amount:double "
+    "ehail_fee:double improvement_surcharge:double total_amount:double payment_type:double trip_type:double "
+    "congestion_surcharge:double"
+)
+_G23 = (
+    _G.replace("VendorID:int64", "VendorID:int32")
+    .replace("RatecodeID:double", "RatecodeID:int64")
+    .replace("LocationID:int64", "LocationID:int32")
+    .replace("store_and_fwd_flag:string", "store_and_fwd_flag:large_string")
+    .replace("passenger_count:double", "passenger_count:int64")
+    .replace("payment_type:double", "payment_type:int64")
+    .replace("trip_type:double", "trip_type:int64")
+)
+_F = (
+    "dispatching_base_num:string pickup_datetime:timestamp[us] dropOff_datetime:timestamp[us] "
+    "PUlocationID:double DOlocationID:double SR_Flag:double Affiliated_base_number:string"
+)
+_HV = (
+    "hvfhs_license_num:string dispatching_base_num:string originating_base_num:string "
+    "request_datetime:timestamp[us] on_scene_datetime:timestamp[us] pickup_datetime:timestamp[us] "
+    "dropoff_datetime:timestamp[us] PULocationID:int64 DOLocationID:int64 trip_miles:double trip_time:int64 "
+    "base_passenger_fare:double tolls:double bcf:double sales_tax:double congestion_surcharge:double "
+    "airport_fee:double tips:double driver_pay:double shared_request_flag:string shared_match_flag:string "
+    "access_a_ride_flag:string wav_request_flag:string wav_match_flag:string"
+)
+_LARGE = "strings large_string, ids int32"
+_NULL_TYPED = "Columns that did not exist yet are of no type (arrow null) in older files: loaded as null."
+
+#: Every layout of the TLC parquet files since each service's first file (research tlc-data.md §1).
+ERAS: tuple[Era, ...] = (
+    Era(
+        "yellow",
+        "2009-01",
+        "2009-12",
+        "vendor_name:string Trip_Pickup_DateTime:string Trip_Dropoff_DateTime:string Passenger_Count:int64 "
+        "Trip_Distance:double Start_Lon:double Start_Lat:double Rate_Code:double store_and_forward:double "
+        "End_Lon:double End_Lat:double Payment_Type:string Fare_Amt:double surcharge:double mta_tax:double "
+        "Tip_Amt:double Tolls_Amt:double Total_Amt:double",
+        "Datetimes are text, parsed; an unparseable one is `missing_pickup`. No zone ids: "
+        "`pu_location_id`/`do_location_id` are null. Some files add `__index_level_0__` (dropped).",
+    ),
+    Era(
+        "yellow",
+        "2010-01",
+        "2010-12",
+        "vendor_id:string pickup_datetime:string|timestamp[us] dropoff_datetime:string|timestamp[us] "
+        "passenger_count:int64 trip_distance:double pickup_longitude:double pickup_latitude:double "
+        "rate_code:double store_and_fwd_flag:string|double dropoff_longitude:double dropoff_latitude:double "
+        "payment_type:string fare_amount:double surcharge:double mta_tax:double tip_amount:double "
+        "tolls_amount:double total_amount:double",
+        "Physical types are not verified (research: U); every one of them is cast, so text or timestamp "
+        "datetimes and text or double flags load the same. No zone ids. Some files add `__index_level_0__` "
+        "(dropped).",
+    ),
+    Era("yellow", "2011-01", "2023-01", _Y11, _NULL_TYPED + " Coordinates are null from here on."),
+    Era("yellow", "2023-02", "2024-12", _Y23, f"Types change: {_LARGE}, counts int64; `Airport_fee`."),
+    Era("yellow", "2025-01", "", _Y23 + " cbd_congestion_fee:double"),
+    Era(
+        "green",
+        "2013-08",
+        "2023-01",
+        _G,
+        "2013-08 is the first file: the boro taxi program began in August 2013, and the TLC's bucket listed "
+        "`green_tripdata_2013-08.csv` (7,623 rows) before the 2022 parquet re-issue, which converted every "
+        "file. " + _NULL_TYPED + " `ehail_fee` is of no type from 2019-09.",
+    ),
+    Era("green", "2023-02", "2024-12", _G23, f"Types change: {_LARGE}, codes int64."),
+    Era("green", "2025-01", "", _G23 + " cbd_congestion_fee:double"),
+    Era(
+        "fhv",
+        "2015-01",
+        "2023-01",
+        _F,
+        "`PUlocationID`/`DOlocationID` flip between double and int64 month by month; `SR_Flag` is of no "
+        "type from 2019-03. Base numbers are trimmed and upper-cased.",
+    ),
+    Era(
+        "fhv",
+        "2023-02",
+        "",
+        _F.replace("string", "large_string").replace(":double", ":int64"),
+        f"Types change: {_LARGE}, ids and SR_Flag int64.",
+    ),
+    Era("fhvhv", "2019-02", "2023-01", _HV, "`airport_fee` and `wav_match_flag` are of no type in some months."),
+    Era(
+        "fhvhv",
+        "2023-02",
+        "2024-12",
+        _HV.replace(":string", ":large_string").replace("LocationID:int64", "LocationID:int32"),
+        f"Types change: {_LARGE}.",
+    ),
+    Era(
+        "fhvhv",
+        "2025-01",
+        "",
+        _HV.replace(":string", ":large_string").replace("LocationID:int64", "LocationID:int32")
+        + " cbd_congestion_fee:double",
+    ),
+)
+
+
+def _mapping_note(c: Column) -> str:
+    notes = []
+    if c.codes:
+        notes.append("codes: " + ", ".join(f"{k} -> {v}" for k, v in c.codes) + "; case-insensitive, trimmed, unquoted")
+    if c.zero_is_null:
+        notes.append("0 -> null")
+    if c.normalize == "upper":
+        notes.append("trimmed, upper-cased")
+    return "; ".join(notes)
+
+
+def eras_markdown() -> str:
+    """One section per era: source column -> canonical column, with types and notes."""
+    out = ["## Eras of the TLC parquet files", ""]
+    for era in ERAS:
+        svc = SERVICES[era.service]
+        cmap = map_columns(svc, [name for name, _ in era.source_columns])
+        by_source = {source: canonical for canonical, source in cmap.mapped.items()}
+        months = f"{era.first} .. {era.last}" if era.last else f"{era.first} on"
+        out += [f"### {svc.name} {months}", "", *([era.note, ""] if era.note else [])]
+        out += ["| source column | source type | canonical column | type | mapping |", "|---|---|---|---|---|"]
+        for name, type_ in era.source_columns:
+            canonical = by_source.get(name)
+            if canonical is None:
+                out.append(f"| `{name}` | {type_} | `other_columns` | VARCHAR | kept as JSON |")
+                continue
+            col = svc.column(canonical)
+            type_ = type_.replace("|", " or ")
+            out.append(f"| `{name}` | {type_} | `{canonical}` | {col.duckdb_type} | {_mapping_note(col)} |")
+        absent = [c.name for c in svc.columns if c.name not in cmap.mapped]
+        if absent:
+            out += ["", "Null in this era: " + ", ".join(f"`{n}`" for n in absent) + "."]
+        out.append("")
+    return "\n".join(out)
+
+
 def schema_markdown() -> str:
     """docs/schema.md's tables, generated so the docs cannot drift from the code."""
     out = []
@@ -327,4 +555,4 @@ def schema_markdown() -> str:
             sources = ", ".join(f"`{s}`" for s in c.sources) or "(derived)"
             out.append(f"| `{c.name}` | {c.duckdb_type} | {sources} | {c.doc} |")
         out.append("")
-    return "\n".join(out)
+    return "\n".join(out) + "\n" + eras_markdown()

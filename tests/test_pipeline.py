@@ -134,8 +134,9 @@ def test_year_lists_its_own_months():
         year_months(services.FHVHV, 2019, (1,), today)
 
 
-def test_a_month_without_a_mapped_layout_is_refused_with_a_reason():
-    with pytest.raises(ValueError, match="yellow 2010-05: months before 2011-01 use an older layout"):
-        Load(service="yellow", month=dt.date(2010, 5, 1))
-    with pytest.raises(ValueError, match="yellow 2010-01: months before 2011-01"):
-        year_months(services.YELLOW, 2010, (), dt.date(2026, 11, 27))
+def test_every_month_since_the_first_file_is_accepted():
+    Load(service="yellow", month=dt.date(2009, 1, 1))
+    assert len(year_months(services.YELLOW, 2010, (), dt.date(2026, 11, 27))) == 12
+    assert all(svc.first_loadable == svc.first_month for svc in services.SERVICES.values())
+    with pytest.raises(ValueError, match="yellow 2008-12: the TLC's yellow files start at 2009-01"):
+        Load(service="yellow", month=dt.date(2008, 12, 1))
