@@ -180,3 +180,39 @@ def test_crlf_line_ends_quotes_and_a_blank_line_after_the_header_are_read(tmp_pa
         {"vendor_id": 1, "pickup_datetime": dt.datetime(2018, 1, 1), "passenger_count": 1},
         {"vendor_id": 2, "pickup_datetime": dt.datetime(2018, 1, 2), "passenger_count": None},
     ]
+
+
+def test_2009_codes_coordinates_and_flags_map_onto_the_modern_values(tmp_path):
+    """Coded text in any case, padded or quoted; numbers as themselves; unknown text, 0 coordinates: null."""
+    src = tmp_path / "yellow_tripdata_2009-01.parquet"
+    n = 7
+    pq.write_table(
+        pa.table(
+            {
+                "vendor_name": ["CMT", ' "vts" ', "dds", "XYZ", None, "2", "Cmt"],
+                "Trip_Pickup_DateTime": [f"2009-01-0{i + 1} 10:00:00" for i in range(n)],
+                "Trip_Dropoff_DateTime": [f"2009-01-0{i + 1} 10:20:00" for i in range(n)],
+                "Passenger_Count": pa.array([1] * n, pa.int64()),
+                "Start_Lon": [-73.99, 0.0, None, -73.9, -73.9, -73.9, 0.0],
+                "store_and_forward": [1.0, 0.0, None, 0.0, 1.0, 0.0, 0.0],
+                "Payment_Type": ["CASH", "Credit", " no charge ", "'Dis'", "UNK", "CRD", "1"],
+                "Total_Amt": [1.0] * n,
+                "improvement_surcharge": pa.nulls(n),
+            }
+        ),
+        src,
+    )
+    report, out = run_clean(src, "yellow", 2009, 1, tmp_path / "out")
+    assert report["rows_clean"] == n
+    columns = ["vendor_id", "payment_type", "store_and_fwd_flag", "pickup_longitude", "improvement_surcharge"]
+    table = pq.read_table(out.data, columns=["pickup_datetime", *columns]).sort_by("pickup_datetime")
+    rows = [tuple(r.values())[1:] for r in table.to_pylist()]
+    assert rows == [
+        (1, 2, "Y", -73.99, None),
+        (2, 1, "N", None, None),
+        (3, 3, None, None, None),
+        (None, 4, "N", -73.9, None),
+        (None, None, "Y", -73.9, None),
+        (2, 1, "N", -73.9, None),
+        (1, 1, "N", None, None),
+    ]

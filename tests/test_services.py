@@ -50,3 +50,10 @@ def test_a_file_is_recognised_by_its_columns():
     assert services.looks_like(yellow) == ["yellow"]
     assert services.looks_like(fhvhv) == ["fhvhv", "fhv"]
     assert services.missing_required(services.GREEN, yellow) == ["lpep_pickup_datetime", "lpep_dropoff_datetime"]
+
+
+def test_the_2009_and_2010_yellow_layouts_are_recognised_as_yellow():
+    for era in (e for e in services.ERAS if e.service == "yellow" and e.first < "2011"):
+        names = [name for name, _ in era.source_columns]
+        assert services.looks_like(names) == ["yellow"]
+        assert services.map_columns(services.YELLOW, names).other == ()  # every column has a home
