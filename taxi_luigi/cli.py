@@ -1,4 +1,4 @@
-"""``taxi-luigi``: the offline demo, the sample mirror, and each month's status and invalidation."""
+"""``taxi-luigi``: the offline demo, the sample mirror, and each month's status, invalidation and refresh."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import luigi
 import luigi.configuration
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import invalidate, sample, services, status
+from taxi_luigi import invalidate, refresh, sample, services, source, status
 from taxi_luigi.lake import LakeError
 from taxi_luigi.tasks import MonthsParameter, TaxiYear, month_label
 from taxi_luigi.warehouse import WarehouseError, warehouse_for
@@ -166,6 +166,76 @@ def invalidate_month(args: argparse.Namespace) -> int:
     return 0
 
 
+_REFRESH_HEADER = ("service", "month", "state", "compared", "bytes", "etag", "last_modified")
+
+
+def refresh_months(args: argparse.Namespace) -> int:
+    """Re-issued months found and invalidated (or only found, with --dry-run): a table, or JSON for scripts.
+
+    The source not answering is one line and exit 1, like an unreachable warehouse: nothing was invalidated.
+    """
+    months = MonthsParameter().parse(args.months)
+    try:
+        rows = refresh.refresh(args.service, args.year, months, dt.date.today(), dry_run=args.dry_run)
+    except source.SourceError as e:
+        print(f"taxi-luigi {args.command}: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2))
+        return 0
+    shown = [row for row in rows if row.state != refresh.UNCHANGED]
+    if shown:
+        print(refresh_table(shown))
+    print(refresh_summary(args.service, args.year, rows, args.dry_run))
+    return 0
+
+
+def refresh_table(rows: list[refresh.Checked]) -> str:
+    """The changed and gone months, old -> new where a value differs, in columns as wide as their widest cell."""
+
+    def change(old: object, new: object) -> str:
+        return "-" if old is None and new is None else str(old) if old == new else f"{old} -> {new}"
+
+    def size(n: int | None) -> str:
+        return "?" if n is None else f"{n:,}"
+
+    cells = [
+        (
+            r.service,
+            f"{r.month:%Y-%m}",
+            r.state,
+            r.compared,
+            change(size(r.recorded.bytes), "(no file)" if r.current is None else size(r.current.bytes)),
+            change(r.recorded.etag, r.current.etag if r.current else r.recorded.etag),
+            change(r.recorded.last_modified, r.current.last_modified if r.current else r.recorded.last_modified),
+        )
+        for r in rows
+    ]
+    widths = [max(map(len, column)) for column in zip(_REFRESH_HEADER, *cells, strict=True)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [_REFRESH_HEADER, *cells]
+    )
+
+
+def refresh_summary(service: str, year: int, rows: list[refresh.Checked], dry_run: bool) -> str:
+    """One line: how many months were asked, which changed and what was done about it."""
+    if not rows:
+        return f"{service} {year}: no published month to compare (the next run loads them from the source as it is)"
+    changed = [f"{r.month:%Y-%m}" for r in rows if r.state == refresh.CHANGED]
+    gone = [f"{r.month:%Y-%m}" for r in rows if r.state == refresh.GONE]
+    parts = [f"{service} {year}: {len(rows)} published month{'s' * (len(rows) != 1)} checked"]
+    if changed:
+        them = "them" if len(changed) > 1 else "it"
+        done = "not invalidated (dry run)" if dry_run else f"invalidated from download on: the next run reloads {them}"
+        parts.append(f"re-issued: {', '.join(changed)}, {done}")
+    if gone:
+        parts.append(f"no longer at the source: {', '.join(gone)}, not invalidated")
+    if not changed and not gone:
+        parts.append("none changed")
+    return "; ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taxi-luigi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from", dest="first", choices=status.STEPS, default="clean", help="first step to redo")
     p.add_argument("--json", action="store_true", help="what was removed, as JSON")
     p.set_defaults(func=invalidate_month)
+    p = commands.add_parser(
+        "refresh", help="find months the source re-issued and invalidate them, so the next run reloads them"
+    )
+    p.add_argument("service", help=", ".join(services.SERVICES))
+    p.add_argument("--year", type=int, required=True)
+    p.add_argument("--months", default="", help="e.g. 1-3; default: every month of the year up to last month")
+    p.add_argument("--dry-run", action="store_true", help="report, invalidate nothing")
+    p.add_argument("--json", action="store_true", help="every published month checked, as JSON")
+    p.set_defaults(func=refresh_months)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -83,6 +83,12 @@ def local_path(url: str) -> Path | None:
     return Path(url)
 
 
+def local_version(path: Path) -> str:
+    """A local file's stand-in for Last-Modified: its mtime in nanoseconds, recorded by ``fetch`` and
+    reported by ``probe`` alike, so ``taxi-luigi refresh`` compares like with like."""
+    return f"{path.stat().st_mtime_ns}"
+
+
 ProgressFn = Callable[[int, int | None], None]
 
 
@@ -108,7 +114,7 @@ def fetch(
         if src is None:
             etag, modified = _http_download(url, part, label, retries, backoff, timeout, progress)
         else:
-            etag, modified = None, None
+            etag, modified = None, local_version(src) if src.is_file() else None
             _copy_local(src, part, label, url)
         columns = verify(part, fmt, svc, label, url)
         size = part.stat().st_size
@@ -195,8 +201,7 @@ def probe(url: str, label: str, *, retries: int = 4, backoff: float = 2.0, timeo
     if src is not None:
         if not src.is_file():
             return None
-        stat = src.stat()
-        return Remote(url, stat.st_size, last_modified=f"{stat.st_mtime_ns}")
+        return Remote(url, src.stat().st_size, last_modified=local_version(src))
     headers = {"User-Agent": "taxi-luigi", "Accept-Encoding": "identity", "Range": "bytes=0-0"}
 
     def attempt() -> Remote:

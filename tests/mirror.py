@@ -142,7 +142,13 @@ class MirrorServer:
                 self.close_connection = True
 
             def send_head_only(self) -> None:
-                """Headers only, as a server that ignores the range sends before the client hangs up."""
+                """Headers only, as a server that ignores the range sends before the client hangs up: for a
+                file, the same size and validators (ETag, Last-Modified) as its download."""
+                path = Path(self.translate_path(self.path))
+                if path.is_file():
+                    self.send_file_headers(path, path.stat().st_size)
+                    self.close_connection = True
+                    return
                 f = self.send_head()
                 if f:
                     f.close()
