@@ -200,3 +200,25 @@ def test_forget_month_deletes_its_load_log_rows_in_one_parameterised_query(mirro
     months = status.status(["green"], None, dt.date.today())  # the GCS listing and BigQuery's load_log
     assert [(f"{m.month:%Y-%m}", m.load, m.rows) for m in months] == [(k, "done", n) for k, n in loaded.items()]
     assert all(m.loaded_at.tzinfo == dt.timezone.utc for m in months)
+
+
+def test_a_table_of_an_older_schema_version_gets_the_new_columns_and_keeps_its_months(mirror, pipeline, gcp):
+    from google.cloud import bigquery as bq
+
+    from taxi_luigi.warehouse.bigquery import table_schema
+
+    truths = sample.write_mirror(mirror.root, ["yellow"], 2023, [1, 2], "tlc", 300)
+    older = [f for f in table_schema(services.service("yellow")) if f.name != "pickup_longitude"]
+    table = bq.Table(f"test.{gcp.dataset}.yellow_tripdata", schema=older)
+    table.time_partitioning = bq.TimePartitioning(type_=bq.TimePartitioningType.MONTH, field="source_month")
+    dataset = bq.Dataset(f"test.{gcp.dataset}")
+    dataset.location = EMULATOR_LOCATION
+    gcp.client.create_dataset(dataset, exists_ok=True)
+    gcp.client.create_table(table)  # as a warehouse made before the coordinates joined the schema
+
+    assert pipeline.run(TaxiYear(service="yellow", year=2023, months="1,2")).status == LuigiStatusCode.SUCCESS
+
+    assert gcp.counts("yellow_tripdata") == {f"2023-{t.month:02d}": t.clean for t in truths}
+    # The column is there to query (bqemulator's table metadata does not show DDL-added columns; BigQuery's does).
+    sql = f"SELECT count(pickup_longitude) AS n FROM `test.{gcp.dataset}.yellow_tripdata`"
+    assert next(iter(gcp.client.query(sql).result()))["n"] == 0  # 2023 months have no coordinates

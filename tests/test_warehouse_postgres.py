@@ -159,3 +159,22 @@ def test_forget_month_deletes_its_load_log_rows_and_the_rows_stay_until_the_next
     wh.replace_month(services.GREEN, feb, the_lake, manifest, "green 2022-02")
     assert wh.loaded_checksums("green") == {month: m["checksum"] for month, (_, m) in loads.items()}
     assert counts(pg_database, "green_tripdata") == loaded
+
+
+def test_a_table_of_an_older_schema_version_gets_the_new_columns_and_keeps_its_months(mirror, pipeline, pg_database):
+    truths = sample.write_mirror(mirror.root, ["yellow"], 2023, [1, 2], "tlc", 300)
+    pipeline.configure(mirror.template(), warehouse={"url": pg_database})
+    assert pipeline.run(TaxiYear(service="yellow", year=2023, months="1")).status == LuigiStatusCode.SUCCESS
+    engine = sqlalchemy.create_engine(pg_database)
+    with engine.begin() as con:  # as a warehouse made before the coordinates joined the schema
+        con.execute(sqlalchemy.text("ALTER TABLE yellow_tripdata DROP COLUMN pickup_longitude"))
+
+    assert pipeline.run(TaxiYear(service="yellow", year=2023, months="1,2")).status == LuigiStatusCode.SUCCESS
+
+    assert counts(pg_database, "yellow_tripdata") == {f"2023-{t.month:02d}": t.clean for t in truths}
+    with engine.connect() as con:
+        nulls = con.execute(
+            sqlalchemy.text("SELECT source_month, count(pickup_longitude) FROM yellow_tripdata GROUP BY 1 ORDER BY 1")
+        ).fetchall()
+    assert [n for _, n in nulls] == [0, 0]  # the column is back; 2023 months have no coordinates
+    engine.dispose()

@@ -148,7 +148,12 @@ class BigQueryWarehouse(Warehouse):
             )
             if name == svc.table and clustering:
                 table.clustering_fields = clustering
-            self.client.create_table(table, exists_ok=True, timeout=self.timeout)
+            existing = self.client.create_table(table, exists_ok=True, timeout=self.timeout)
+            # A newer schema version adds columns: appended, nullable, so older months read null. DDL rather
+            # than a schema patch, which bqemulator records without adding the column to its storage.
+            if missing := [f for f in schema if f.name not in {e.name for e in existing.schema}]:
+                added = ", ".join(f"ADD COLUMN IF NOT EXISTS `{f.name}` {f.field_type}" for f in missing)
+                self.client.query(f"ALTER TABLE {self._sql_name(name)} {added}").result(timeout=self.timeout)
         self.client.create_table(bigquery.Table(self._table(LOAD_LOG), schema=LOAD_LOG_SCHEMA), exists_ok=True)
 
     def replace_month(
@@ -243,12 +248,14 @@ class BigQueryWarehouse(Warehouse):
                 "CURRENT_TIMESTAMP()",
             ]
         )
+        # By name: a table made by an older schema version has its newer columns at the end.
+        columns = [", ".join(f"`{f.name}`" for f in schema) for schema in (table_schema(svc), quarantine_schema(svc))]
         script = f"""
 BEGIN TRANSACTION;
 DELETE FROM {self._sql_name(svc.table)} WHERE source_month = {day};
-INSERT INTO {self._sql_name(svc.table)} SELECT * FROM {self._sql_name(staged[0])};
+INSERT INTO {self._sql_name(svc.table)} ({columns[0]}) SELECT {columns[0]} FROM {self._sql_name(staged[0])};
 DELETE FROM {self._sql_name(svc.quarantine_table)} WHERE source_month = {day};
-INSERT INTO {self._sql_name(svc.quarantine_table)} SELECT * FROM {self._sql_name(staged[1])};
+INSERT INTO {self._sql_name(svc.quarantine_table)} ({columns[1]}) SELECT {columns[1]} FROM {self._sql_name(staged[1])};
 INSERT INTO {self._sql_name(LOAD_LOG)} (service, source_month, checksum, rows, quarantined, lake_object, loaded_at)
 VALUES ({log_row});
 COMMIT TRANSACTION;

@@ -171,6 +171,8 @@ class PostgresWarehouse(Warehouse):
                 "CHECK (source_month = date_trunc('month', source_month::timestamp)::date)) "
                 "PARTITION BY LIST (source_month)"
             )
+            for name, type_, _ in columns:  # a newer schema version adds columns; older months read null
+                cur.execute(f"ALTER TABLE {self._name(table)} ADD COLUMN IF NOT EXISTS {_ident(name)} {type_}")
 
     def replace_month(
         self, svc: Service, month: dt.date, lake: Lake, manifest: dict, label: str, progress: Say | None = None
