@@ -21,6 +21,14 @@ BIN = Path(sys.executable).parent
 CARD = ("TaxiYear", "--service", "yellow", "--year", "2023", "--months", "1-2")
 
 
+def taxi_luigi(*args: str, cfg: Path) -> subprocess.CompletedProcess:
+    """The ``taxi-luigi`` console script as a user runs it: from the repo root, with ``cfg`` as the override."""
+    env = {**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}
+    return subprocess.run(
+        [str(BIN / "taxi-luigi"), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
 def override(tmp_path: Path, template: str, extra: str = "") -> Path:
     """An override file with everything (raw, clean, lake, warehouse) under tmp_path/data, and Luigi's pid
     files in tmp_path: the same command line in another test session is not "already running"."""

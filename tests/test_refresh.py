@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 from luigi.execution_summary import LuigiStatusCode
+from runs import taxi_luigi
 
 from taxi_luigi import sample
 from taxi_luigi.tasks import TaxiYear
@@ -22,13 +22,6 @@ ROWS = {1: 900, 2: 1200, 3: 1500}  # a size per month, so that no month's counts
 TOPS = ("raw", "clean", "lake")
 
 pytestmark = pytest.mark.slow
-
-
-def taxi_luigi(*args: str, cfg: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}
-    return subprocess.run(
-        [str(BIN / "taxi-luigi"), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
-    )
 
 
 def refresh_json(pipeline, *args: str) -> dict[str, dict]:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 from luigi.execution_summary import LuigiStatusCode
+from runs import taxi_luigi
 
 from taxi_luigi import invalidate, sample, services
 from taxi_luigi.status import STEPS
@@ -27,13 +26,6 @@ FILES = {"download": 2, "clean": 3, "publish": 4, "load": 1}  # what each step l
 TOP = {"raw": "download", "clean": "clean", "lake": "publish"}  # where each step's files are under data_dir
 
 pytestmark = pytest.mark.slow
-
-
-def taxi_luigi(*args: str, cfg: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}
-    return subprocess.run(
-        [str(BIN / "taxi-luigi"), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
-    )
 
 
 def status_json(pipeline, *args: str) -> dict[str, dict]:

@@ -63,6 +63,21 @@ def quarantine_columns(svc: Service) -> list[tuple[str, str, bool]]:
     ]
 
 
+@contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The block in one transaction: committed if it ends well, else rolled back and its error raised."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        # A COMMIT that failed (a full disk: the WAL cannot be written) has ended the transaction
+        # already; its error, not the ROLLBACK's "no transaction is active", is the one to report.
+        with contextlib.suppress(duckdb.TransactionException):
+            con.execute("ROLLBACK")
+        raise
+
+
 class DuckDBWarehouse(Warehouse):
     """DuckDB allows one writing process per file: connections wait for it, up to ``lock_wait``."""
 
@@ -122,8 +137,7 @@ class DuckDBWarehouse(Warehouse):
         with self._connect(read_only=False) as con:
             self._ensure_tables(con, svc)
             progress_of.track(con)
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with _transaction(con):
                 for table, path, rows in (
                     (svc.table, data, manifest["rows"]),
                     (svc.quarantine_table, quarantine, manifest["quarantined"]),
@@ -152,13 +166,6 @@ class DuckDBWarehouse(Warehouse):
                         dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
                     ],
                 )
-                con.execute("COMMIT")
-            except BaseException:
-                # A COMMIT that failed (a full disk: the WAL cannot be written) has ended the transaction
-                # already; its error, not the ROLLBACK's "no transaction is active", is the one to report.
-                with contextlib.suppress(duckdb.TransactionException):
-                    con.execute("ROLLBACK")
-                raise
         return rows
 
     def loaded_checksums(self, service: str) -> dict[dt.date, str]:
@@ -190,8 +197,7 @@ class DuckDBWarehouse(Warehouse):
         with self._connect(read_only=False) as con:
             con.execute(_ZONES_DDL)
             con.execute(_ZONES_LOG_DDL)
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with _transaction(con):
                 con.execute(f"DELETE FROM {zones.TABLE}")
                 con.executemany(f"INSERT INTO {zones.TABLE} VALUES (?, ?, ?, ?)", rows)
                 found = con.execute(f"SELECT count(*) FROM {zones.TABLE}").fetchone()[0]
@@ -207,11 +213,6 @@ class DuckDBWarehouse(Warehouse):
                         dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
                     ],
                 )
-                con.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(duckdb.TransactionException):
-                    con.execute("ROLLBACK")
-                raise
         return len(rows)
 
     def zones_checksum(self) -> str | None:
