@@ -107,7 +107,7 @@ def write_sample(args: argparse.Namespace) -> int:
 
 
 _HEADER = ("service", "month", *status.STEPS, "rows", "quarantined", "loaded_at (UTC)")
-_NUMBERS = {"rows", "quarantined"}  # right-aligned
+_NUMBERS = frozenset({"rows", "quarantined"})
 
 
 def show_status(args: argparse.Namespace) -> int:
@@ -136,16 +136,20 @@ def status_table(months: list[status.MonthStatus]) -> str:
         )
         for m in months
     ]
-    widths = [max(map(len, column)) for column in zip(_HEADER, *rows, strict=True)]
+    return aligned(_HEADER, rows, _NUMBERS)
+
+
+def aligned(header: tuple[str, ...], rows: list[tuple[str, ...]], right: frozenset[str] = frozenset()) -> str:
+    """Columns as wide as their widest cell, two spaces apart; the ``right`` ones right-aligned (numbers)."""
+    widths = [max(map(len, column)) for column in zip(header, *rows, strict=True)]
 
     def line(cells: tuple[str, ...]) -> str:
-        aligned = (
-            cell.rjust(width) if name in _NUMBERS else cell.ljust(width)
-            for name, cell, width in zip(_HEADER, cells, widths, strict=True)
-        )
-        return "  ".join(aligned).rstrip()
+        return "  ".join(
+            cell.rjust(width) if name in right else cell.ljust(width)
+            for name, cell, width in zip(header, cells, widths, strict=True)
+        ).rstrip()
 
-    return "\n".join(map(line, [_HEADER, *rows]))
+    return "\n".join(map(line, [header, *rows]))
 
 
 def invalidate_month(args: argparse.Namespace) -> int:
@@ -211,11 +215,7 @@ def refresh_table(rows: list[refresh.Checked]) -> str:
         )
         for r in rows
     ]
-    widths = [max(map(len, column)) for column in zip(_REFRESH_HEADER, *cells, strict=True)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in [_REFRESH_HEADER, *cells]
-    )
+    return aligned(_REFRESH_HEADER, cells)
 
 
 def refresh_summary(service: str, year: int, rows: list[refresh.Checked], dry_run: bool) -> str:
