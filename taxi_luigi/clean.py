@@ -19,8 +19,8 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
+from taxi_luigi import geo, services, source, staging
 from taxi_luigi import progress as progress_of
-from taxi_luigi import services, source, staging
 from taxi_luigi.services import REASONS, SOURCE_MONTH, Column, Service
 
 
@@ -134,12 +134,16 @@ def clean_month(
     threads: int = 0,
     temp_dir: Path | None = None,
     progress: Callable[[int, str], None] | None = None,
+    zones_shapes: str = "",
 ) -> dict:
     """Clean one month; return its quality report. Outputs appear only when all is written and counted.
 
     The source is scanned twice, once for the clean rows and once for the quarantine: DuckDB
     has no statement with two outputs, and a staged or partitioned copy of the whole month
     costs more than a second scan (benchmarks/analysis.md).
+
+    A month with coordinates and no zone ids (yellow 2009-2010) gets its ids from ``zones_shapes``
+    (geo.py); without shapes they stay null and the report says so.
     """
     started = time.monotonic()
     say = progress or (lambda pct, msg: None)
@@ -169,7 +173,8 @@ def clean_month(
             _, quarantine_sql = month_queries(svc, cmap, month, relation)
             with progress_of.watch(con, say, 80, 95, lambda: rows_in, "checked for quarantine"):
                 _copy(con, quarantine_sql, quarantine_tmp)
-            report = _report(con, svc, data_tmp, quarantine_tmp, rows_in)
+            zoned = _zones(data_tmp, cmap, zones_shapes, say)
+            report = _report(con, svc, data_tmp, quarantine_tmp, rows_in) | zoned
             if fmt != ".parquet" and rows_in != report["rows_clean"] + report["rows_quarantined"]:
                 report["rows_in"] = source.csv_rows(readable)  # DuckDB skips blank lines
             _check_schema(svc, data_tmp, label)
@@ -188,6 +193,8 @@ def clean_month(
         ) from None
     except ValueError as e:
         raise CleanError(f"{label}: {raw.name}: {e}") from None
+    except geo.ZonesError as e:
+        raise CleanError(f"{label}: {e}") from None
     finally:
         con.close()
     report.update(
@@ -219,6 +226,16 @@ def month_queries(svc: Service, cmap: services.ColumnMap, month: dt.date, relati
         f"{month_sql} AS source_month FROM {relation}) WHERE reason IS NOT NULL"
     )
     return clean_sql, quarantine_sql
+
+
+def _zones(data: Path, cmap: services.ColumnMap, shapes: str, say: Callable[[int, str], None]) -> dict:
+    """Zone ids from coordinates, for a month whose source has coordinates and no ids; its report fields."""
+    if not geo.needs_zones(cmap.mapped):
+        return {}
+    if not shapes:
+        return {"zones": geo.NOT_CONFIGURED, "zones_assigned": {"pickups": 0, "dropoffs": 0}}
+    say(95, "assigning zones")
+    return {"zones": f"assigned from {shapes}", "zones_assigned": geo.assign_file(data, geo.load(shapes))}
 
 
 def _readable(raw: Path, fmt: str, text: Path, label: str) -> tuple[Path, int]:

@@ -113,6 +113,16 @@ class clean(luigi.Config):
     threads = luigi.IntParameter(default=0, description="DuckDB threads; 0 = one per core")
 
 
+class zones(luigi.Config):
+    """Zone shapes for the 2009-2010 trips, which have coordinates and no zone ids (the ``zones`` extra)."""
+
+    shapes = luigi.Parameter(
+        default="",
+        description="taxi_zones.zip (the TLC's shapefile) or any file pyogrio reads with a LocationID field: "
+        "a path, file:// or http(s):// URL. Empty: the 2009-2010 zone ids stay null",
+    )
+
+
 class cron(luigi.Config):
     """What ``scripts/cron-run`` loads: each service's months from ``start`` through its newest file."""
 

@@ -183,6 +183,7 @@ class Clean(MonthTask):
                 threads=cfg.threads,
                 temp_dir=config.paths().root() / "tmp",
                 progress=self.report,
+                zones_shapes=config.zones().shapes,
             )
         except source.DamagedSource as e:
             download.discard()
