@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from emulators import free_port
 from luigi.execution_summary import LuigiStatusCode
 from runs import taxi_luigi
 
@@ -183,12 +183,6 @@ def test_a_local_source_is_compared_by_size_and_mtime(tmp_path, pipeline):
     }
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -205,9 +199,7 @@ def test_a_refused_argument_is_one_line_naming_it(pipeline, args, code, message)
 
 def test_an_unreachable_source_is_one_line_and_invalidates_nothing(loaded, pipeline):
     before_files, before_log = files(pipeline), load_log(pipeline)
-    pipeline.configure(
-        f"http://127.0.0.1:{_closed_port()}" + "/{service}/{service}_tripdata_{year}-{month:02d}.parquet"
-    )
+    pipeline.configure(f"http://127.0.0.1:{free_port()}" + "/{service}/{service}_tripdata_{year}-{month:02d}.parquet")
 
     run = taxi_luigi("refresh", "yellow", "--year", "2023", cfg=pipeline.cfg)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import socket
 import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from emulators import free_port
 from luigi.execution_summary import LuigiStatusCode
 from runs import taxi_luigi
 
@@ -229,12 +229,6 @@ def test_an_invalidation_stopped_part_way_leaves_a_prefix_of_complete_steps_and_
     assert feb_flags() == ["done"] * 4
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -252,7 +246,7 @@ def test_a_refused_argument_is_one_line_naming_it(pipeline, args, code, message)
 
 
 def test_an_unreachable_warehouse_is_one_line_without_the_password(pipeline):
-    pipeline.configure(warehouse={"url": f"postgresql://taxi:pw-in-url-5t6y@127.0.0.1:{_closed_port()}/taxi"})
+    pipeline.configure(warehouse={"url": f"postgresql://taxi:pw-in-url-5t6y@127.0.0.1:{free_port()}/taxi"})
     for args in (("status",), ("invalidate", "green", "2022-01", "--from", "load")):
         run = taxi_luigi(*args, cfg=pipeline.cfg)
         assert run.returncode == 1
@@ -264,7 +258,7 @@ def test_an_unreachable_bigquery_is_one_line_within_its_timeout(pipeline):
     pytest.importorskip("google.cloud.bigquery")
     pipeline.configure(
         warehouse={"url": "bigquery://test/taxi"},
-        bigquery={"api_endpoint": f"http://127.0.0.1:{_closed_port()}", "timeout_seconds": 2},
+        bigquery={"api_endpoint": f"http://127.0.0.1:{free_port()}", "timeout_seconds": 2},
     )
     run = taxi_luigi("status", "--service", "green", cfg=pipeline.cfg)
     assert run.returncode == 1
