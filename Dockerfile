@@ -42,7 +42,7 @@ WORKDIR /src
 COPY pyproject.toml setup.cfg README.md ./
 COPY taxi_luigi/ taxi_luigi/
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir ".[gcp,postgres]"
+    && /opt/venv/bin/pip install --no-cache-dir ".[gcp,postgres,zones]"
 
 FROM base AS pipeline
 COPY --from=pipeline-build /opt/venv /opt/venv

@@ -123,7 +123,7 @@ def test_pipeline_is_the_default_stage_and_runs_the_cards_command() -> None:
     assert args("pipeline", "WORKDIR") == ["/app"]
     assert "luigi.cfg ./" in args("pipeline", "COPY")  # Luigi reads luigi.cfg from the working directory
     assert "scripts/ scripts/" in args("pipeline", "COPY")
-    assert any('pip install --no-cache-dir ".[gcp,postgres]"' in run for run in args("pipeline-build", "RUN"))
+    assert any('pip install --no-cache-dir ".[gcp,postgres,zones]"' in run for run in args("pipeline-build", "RUN"))
     assert "--from=pipeline-build /opt/venv /opt/venv" in args("pipeline", "COPY")
     assert env("pipeline")["PATH"].startswith("/opt/venv/bin:")
 
