@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,27 @@ def test_history_runs_through_the_newest_published_month_or_through(mirror, tmp_
     assert months_loaded(tmp_path / "wh.duckdb", "fhv_tripdata") == {f"2023-{t.month:02d}": t.clean for t in truths}
     assert "fhv 2023-04.." in run.stderr and "not yet available" in run.stderr
     assert mirror.downloads() == 3
+
+
+def test_a_whole_history_loads_with_one_command_and_a_hole_is_named(mirror, tmp_path):
+    truths = sample.write_mirror(mirror.root, ["fhvhv"], 2019, [2, 3, 4], "tlc", 200)  # fhvhv's first file is 2019-02
+    cfg = override_file(tmp_path, mirror.template())
+
+    run = luigi_cli("TaxiHistory", "--service", "fhvhv", override=cfg)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert months_loaded(tmp_path / "wh.duckdb", "fhvhv_tripdata") == {f"2019-{t.month:02d}": t.clean for t in truths}
+    assert "fhvhv 2019-05.." in run.stderr and "not yet available" in run.stderr
+
+    (mirror.root / "fhvhv" / "fhvhv_tripdata_2019-03.parquet").unlink()
+    (tmp_path / "wh.duckdb").unlink()
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            path.unlink()
+    shutil.rmtree(tmp_path / "lake")
+
+    run = luigi_cli("TaxiHistory", "--service", "fhvhv", override=cfg)
+
+    assert run.returncode == 30  # [retcode] task_failed
+    assert "fhvhv 2019-03: the source has no file at" in run.stderr
+    assert set(months_loaded(tmp_path / "wh.duckdb", "fhvhv_tripdata")) == {"2019-02", "2019-04"}
