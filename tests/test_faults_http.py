@@ -239,8 +239,8 @@ PERMANENT = [
         lambda mirror, file: shutil.copy(
             sample.write_month(file.parent.parent, "green", 2021, 3, "tlc", 100).path, file
         ),
-        r"yellow 2021-03: {url} is not a yellow file \(missing tpep_pickup_datetime/pickup_datetime, "
-        r"tpep_dropoff_datetime/dropoff_datetime\): it looks like a green file; its header is VendorID, "
+        r"yellow 2021-03: {url} is not a yellow file \(missing tpep_pickup_datetime/pickup_datetime/[^,]*, "
+        r"tpep_dropoff_datetime/dropoff_datetime/[^)]*\): it looks like a green file; its header is VendorID, "
         r"lpep_pickup_datetime, .*; check \[source\] url_template\.",
         1,
     ),
