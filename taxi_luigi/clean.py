@@ -1,9 +1,16 @@
 """Raw month file -> clean parquet + quarantine parquet + quality report. Pure: no Luigi here.
 
-DuckDB does the work: it streams the source (csv, csv.gz or parquet) in bounded memory
-and writes parquet directly, so a month never sits in Python memory. Every source
-spelling and physical type is mapped by services.py onto one canonical schema, so
-every month of a service writes byte-for-byte the same parquet schema.
+DuckDB does the work: it streams the source in bounded memory and writes parquet directly, so a
+month never sits in Python memory. Every source spelling and physical type is mapped by services.py
+onto one canonical schema, so every month of a service writes byte-for-byte the same parquet schema.
+
+A parquet source is read twice as it is, once for the clean rows and once for the quarantine. A CSV
+is parsed once, with typed columns, into a parquet staged beside the outputs, and both outputs are cut
+from that: parsing is what costs. DuckDB reads the CSV leniently (the TLC's own files mix line
+endings) and what it read is checked against rawcsv's count of the file's lines and field separators;
+where they disagree, a copy with one line ending is read strictly instead. The rows DuckDB set aside
+are placed by Python's csv module: a row whose value did not parse is read again as text and cleaned
+like any other, a row the CSV grammar cannot place is quarantined whole, as ``malformed_row``.
 """
 
 from __future__ import annotations
@@ -11,17 +18,24 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from taxi_luigi import geo, services, source, staging
+from taxi_luigi import geo, rawcsv, services, staging
 from taxi_luigi import progress as progress_of
-from taxi_luigi.services import REASONS, SOURCE_MONTH, Column, Service
+from taxi_luigi.services import MALFORMED, QUARANTINE_LINE, REASONS, SOURCE_MONTH, Column, ColumnMap, Service
+
+#: A column whose values DuckDB's reader refuses in more than this share of the rows is read as text
+#: and cast in SQL instead: setting thousands of rows aside, one at a time, would cost more.
+REREAD_AS_TEXT = 0.01
+REJECT_BATCH = 65_536
 
 
 class CleanError(Exception):
@@ -48,32 +62,19 @@ def next_month(month: dt.date) -> dt.date:
     return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
-def source_relation(path: Path, fmt: str, label: str) -> str:
-    """A DuckDB table function reading the raw file.
-
-    CSV is read as text with the columns of its own header and no sniffing: the sniffer
-    can take a malformed row for a different dialect and return no rows at all, whereas
-    a strict read fails on that row and names it.
-    """
-    if fmt == ".parquet":
-        return f"read_parquet({sql_literal(str(path))})"
-    header = source.csv_header(path, fmt, label, path.name)
-    columns = ", ".join(f"{sql_literal(name)}: 'VARCHAR'" for name in header)
-    return (
-        f"read_csv({sql_literal(str(path))}, auto_detect = false, header = true, columns = {{{columns}}}, "
-        "delim = ',', quote = '\"', escape = '\"', strict_mode = true)"
-    )
-
-
-def typed_expr(col: Column, source: str | None) -> str:
-    """The SQL that turns one source column into its canonical type.
+def typed_expr(col: Column, sources: tuple[str, ...]) -> str:
+    """The SQL that turns a canonical column's source columns into its type: the first filled one wins.
 
     TRY_CAST handles every drift seen in real files at once: int64/int32/double ids,
     "1.0" text, empty strings, timestamps in ns or as text, and columns of no type.
     """
-    if source is None:
+    if not sources:
         return f"NULL::{col.duckdb_type}"
-    ref = sql_ident(source)
+    exprs = [_typed_one(col, sql_ident(source)) for source in sources]
+    return exprs[0] if len(exprs) == 1 else f"COALESCE({', '.join(exprs)})"
+
+
+def _typed_one(col: Column, ref: str) -> str:
     if col.type == "string":
         expr = f"NULLIF(TRIM(CAST({ref} AS VARCHAR)), '')"
         expr = f"UPPER({expr})" if col.normalize == "upper" else expr
@@ -85,41 +86,90 @@ def typed_expr(col: Column, source: str | None) -> str:
 
 
 def code_expr(col: Column, ref: str) -> str:
-    """The canonical value of a coded text (2009-2010 'CMT', '"Cash"', ' csh'), or NULL."""
+    """The canonical value of a coded text (2009-2014 'CMT', '"Cash"', ' csh', 'NA '), or NULL."""
     key = f"UPPER(TRIM(REPLACE(REPLACE(CAST({ref} AS VARCHAR), '\"', ''), '''', '')))"
     whens = " ".join(f"WHEN {sql_literal(code)} THEN {sql_literal(value)}" for code, value in col.codes)
     return f"CAST(CASE {key} {whens} END AS {col.duckdb_type})"
 
 
-def raw_expr(source: str | None) -> str:
-    return "NULL::VARCHAR" if source is None else f"CAST({sql_ident(source)} AS VARCHAR)"
+def raw_expr(sources: tuple[str, ...]) -> str:
+    """A quarantined value as the source has it: the first filled spelling's text."""
+    if not sources:
+        return "NULL::VARCHAR"
+    texts = [f"CAST({sql_ident(source)} AS VARCHAR)" for source in sources]
+    if len(texts) == 1:
+        return texts[0]
+    return "COALESCE(" + ", ".join(f"NULLIF({text}, '')" for text in texts) + ")"
 
 
 def other_expr(names: tuple[str, ...]) -> str:
     if not names:
         return "NULL::VARCHAR"
-    fields = ", ".join(f"{sql_ident(n)} := {raw_expr(n)}" for n in names)
+    fields = ", ".join(f"{sql_ident(n)} := {raw_expr((n,))}" for n in names)
     return f"to_json(struct_pack({fields}))::VARCHAR"
 
 
-def reason_expr(svc: Service, mapped: dict[str, str], month: dt.date) -> str:
-    """The quarantine rules, in order: the first rule a row breaks is its reason."""
+def reason_expr(svc: Service, cmap: ColumnMap, month: dt.date) -> str:
+    """The quarantine rules, in order: the first rule a row breaks is its reason.
+
+    ``malformed_row`` is not among them: such a row has no values to test, and never reaches SQL.
+    """
 
     def typed(name: str) -> str:
-        return typed_expr(svc.column(name), mapped.get(name))
+        return typed_expr(svc.column(name), cmap.sources(name))
 
+    _, zero, missing, before, outside = REASONS
     pickup, dropoff = typed("pickup_datetime"), typed("dropoff_datetime")
     start, end = sql_literal(month.isoformat()), sql_literal(next_month(month).isoformat())
     rules = []
     if svc.has_passenger_count:
-        rules.append((f"{typed('passenger_count')} = 0", REASONS[0]))
+        rules.append((f"{typed('passenger_count')} = 0", zero))
     rules += [
-        (f"{pickup} IS NULL", REASONS[1]),
-        (f"{dropoff} < {pickup}", REASONS[2]),
-        (f"{pickup} < TIMESTAMP {start} OR {pickup} >= TIMESTAMP {end}", REASONS[3]),
+        (f"{pickup} IS NULL", missing),
+        (f"{dropoff} < {pickup}", before),
+        (f"{pickup} < TIMESTAMP {start} OR {pickup} >= TIMESTAMP {end}", outside),
     ]
     whens = " ".join(f"WHEN {cond} THEN {sql_literal(reason)}" for cond, reason in rules)
     return f"CASE {whens} END"
+
+
+def month_queries(svc: Service, cmap: ColumnMap, month: dt.date, relation: str) -> tuple[str, str]:
+    """The SELECTs of the month's clean rows and of its quarantined rows, raw values as text."""
+    month_sql = f"DATE {sql_literal(month.isoformat())}"
+    typed = [f"{typed_expr(c, cmap.sources(c.name))} AS {sql_ident(c.name)}" for c in svc.columns]
+    raw_cols = [f"{raw_expr(cmap.sources(c.name))} AS {sql_ident(c.name)}" for c in svc.columns]
+    other = f"{other_expr(cmap.other)} AS other_columns"
+    no_line = ", ".join(f"NULL::{c.duckdb_type} AS {sql_ident(c.name)}" for c in QUARANTINE_LINE)
+    reason = reason_expr(svc, cmap, month)
+    clean_sql = (
+        f"SELECT * EXCLUDE (__reason) FROM (SELECT {', '.join(typed)}, {other}, "
+        f"{month_sql} AS source_month, {reason} AS __reason FROM {relation}) WHERE __reason IS NULL"
+    )
+    quarantine_sql = (
+        f"SELECT * FROM (SELECT {', '.join(raw_cols)}, {other}, {reason} AS reason, "
+        f"{month_sql} AS source_month, {no_line} FROM {relation}) WHERE reason IS NOT NULL"
+    )
+    return clean_sql, quarantine_sql
+
+
+def malformed_query(svc: Service, month: dt.date, relation: str) -> str:
+    """Malformed rows in the quarantine's shape: no values, the reason, the line and its number."""
+    values = ", ".join(f"NULL::VARCHAR AS {sql_ident(c.name)}" for c in (*svc.columns, services.OTHER_COLUMNS))
+    return (
+        f"SELECT {values}, {sql_literal(MALFORMED)} AS reason, DATE {sql_literal(month.isoformat())} AS source_month, "
+        f"line_number, raw_line FROM {relation}"
+    )
+
+
+@dataclass
+class _Read:
+    """The month's rows as DuckDB relations over the source's own columns, ready for the two SELECTs."""
+
+    relations: list[str]
+    cmap: ColumnMap
+    rows_in: int
+    malformed: str | None = None  # a relation of (line_number, raw_line)
+    notes: dict = field(default_factory=dict)  # for the quality report
 
 
 def clean_month(
@@ -138,12 +188,8 @@ def clean_month(
 ) -> dict:
     """Clean one month; return its quality report. Outputs appear only when all is written and counted.
 
-    The source is scanned twice, once for the clean rows and once for the quarantine: DuckDB
-    has no statement with two outputs, and a staged or partitioned copy of the whole month
-    costs more than a second scan (benchmarks/analysis.md).
-
-    A month with coordinates and no zone ids (yellow 2009-2010) gets its ids from ``zones_shapes``
-    (geo.py); without shapes they stay null and the report says so.
+    A month with coordinates and no zone ids (yellow 2009-2016, green 2013-2016) gets its ids from
+    ``zones_shapes`` (geo.py); without shapes they stay null and the report says so.
     """
     started = time.monotonic()
     say = progress or (lambda pct, msg: None)
@@ -152,45 +198,43 @@ def clean_month(
         with (
             staging.staged(out.data) as data_tmp,
             staging.staged(out.quarantine) as quarantine_tmp,
-            staging.staged(out.data.with_suffix(".csv")) as text_tmp,
-            ThreadPoolExecutor(1) as pool,
+            ExitStack() as scratch,
         ):
-            # DuckDB reads gzip on one thread: the other core unpacks the text for the second scan meanwhile.
-            unpacked = pool.submit(_readable, raw, fmt, text_tmp, label)
-            relation = source_relation(raw, fmt, label)
-            columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
-            cmap = services.map_columns(svc, columns)
-            clean_sql, _ = month_queries(svc, cmap, month, relation)
-            say(1, "cleaning")
-            try:
-                with progress_of.watch(con, say, 1, 80, lambda: _known(unpacked), "cleaned"):
-                    _copy(con, clean_sql, data_tmp)
-            except duckdb.Error:
-                unpacked.result()  # a damaged gzip is reported as such, so the task can fetch it again
-                raise
-            readable, rows_in = unpacked.result()
-            relation = source_relation(readable, ".parquet" if fmt == ".parquet" else ".csv", label)
-            _, quarantine_sql = month_queries(svc, cmap, month, relation)
-            with progress_of.watch(con, say, 80, 95, lambda: rows_in, "checked for quarantine"):
-                _copy(con, quarantine_sql, quarantine_tmp)
-            zoned = _zones(data_tmp, cmap, zones_shapes, say)
-            report = _report(con, svc, data_tmp, quarantine_tmp, rows_in) | zoned
-            if fmt != ".parquet" and rows_in != report["rows_clean"] + report["rows_quarantined"]:
-                report["rows_in"] = source.csv_rows(readable)  # DuckDB skips blank lines
+            if fmt == ".parquet":
+                read = _read_parquet(con, raw, svc)
+            else:
+                read = _CsvRead(con, raw, fmt, svc, label, out, scratch, say).read()
+            clean_parts, quarantine_parts = zip(
+                *(month_queries(svc, read.cmap, month, relation) for relation in read.relations), strict=True
+            )
+            if read.malformed:
+                quarantine_parts = (*quarantine_parts, malformed_query(svc, month, read.malformed))
+            first = 1 if fmt == ".parquet" else 80  # a CSV's parse took the first 80 %
+            say(first, "cleaning")
+            with progress_of.watch(con, say, first, 90, lambda: read.rows_in, "cleaned"):
+                _copy(con, " UNION ALL ".join(clean_parts), data_tmp)
+            with progress_of.watch(con, say, 90, 95, lambda: read.rows_in, "checked for quarantine"):
+                _copy(con, " UNION ALL ".join(quarantine_parts), quarantine_tmp)
+            zoned = _zones(data_tmp, read.cmap, zones_shapes, say)
+            report = _report(con, svc, data_tmp, quarantine_tmp, read.rows_in) | zoned | read.notes
             _check_schema(svc, data_tmp, label)
             if report["rows_in"] != report["rows_clean"] + report["rows_quarantined"]:
                 raise CleanError(
                     f"{label}: {raw.name} has {report['rows_in']} rows but {report['rows_clean']} were clean and "
-                    f"{report['rows_quarantined']} quarantined; nothing was written. A CSV with line breaks "
-                    "inside quoted values counts differently; otherwise please report this bug with the source file."
+                    f"{report['rows_quarantined']} quarantined; nothing was written. Please report this bug with "
+                    "the source file."
                 )
             os.replace(data_tmp, out.data)
             os.replace(quarantine_tmp, out.quarantine)
     except duckdb.Error as e:
+        if fmt != ".parquet":
+            raise CleanError(f"{label}: cannot clean {raw.name}: {str(e).splitlines()[0]}") from None
         raise CleanError(
-            f"{label}: cannot clean {raw.name}: {str(e).splitlines()[0]}. The raw file may be damaged: "
+            f"{label}: cannot clean {raw.name}: {str(e).splitlines()[0]}. The parquet file may be damaged: "
             f"`taxi-luigi invalidate {label} --from download` and rerun to download it again."
         ) from None
+    except rawcsv.DamagedSource as e:
+        raise rawcsv.DamagedSource(f"{label}: {e}") from None
     except ValueError as e:
         raise CleanError(f"{label}: {raw.name}: {e}") from None
     except geo.ZonesError as e:
@@ -201,35 +245,252 @@ def clean_month(
         service=svc.name,
         month=f"{month:%Y-%m}",
         schema_version=services.SCHEMA_VERSION,
-        column_map=cmap.mapped,
-        other_columns=list(cmap.other),
-        ignored_columns=list(cmap.ignored),
+        column_map=read.cmap.mapped,
+        other_columns=list(read.cmap.other),
+        ignored_columns=list(read.cmap.ignored),
         seconds=round(time.monotonic() - started, 3),
     )
+    if read.cmap.coalesced:
+        report["coalesced_columns"] = {k: list(v) for k, v in read.cmap.coalesced.items()}
     say(100, f"{report['rows_clean']:,} clean, {report['rows_quarantined']:,} quarantined")
     return report
 
 
-def month_queries(svc: Service, cmap: services.ColumnMap, month: dt.date, relation: str) -> tuple[str, str]:
-    """The SELECTs of the month's clean rows and of its quarantined rows, raw values as text."""
-    month_sql = f"DATE {sql_literal(month.isoformat())}"
-    typed = [f"{typed_expr(c, cmap.mapped.get(c.name))} AS {sql_ident(c.name)}" for c in svc.columns]
-    raw_cols = [f"{raw_expr(cmap.mapped.get(c.name))} AS {sql_ident(c.name)}" for c in svc.columns]
-    other = f"{other_expr(cmap.other)} AS other_columns"
-    reason = reason_expr(svc, cmap.mapped, month)
-    clean_sql = (
-        f"SELECT * EXCLUDE (__reason) FROM (SELECT {', '.join(typed)}, {other}, "
-        f"{month_sql} AS source_month, {reason} AS __reason FROM {relation}) WHERE __reason IS NULL"
-    )
-    quarantine_sql = (
-        f"SELECT * FROM (SELECT {', '.join(raw_cols)}, {other}, {reason} AS reason, "
-        f"{month_sql} AS source_month FROM {relation}) WHERE reason IS NOT NULL"
-    )
-    return clean_sql, quarantine_sql
+def _read_parquet(con: duckdb.DuckDBPyConnection, raw: Path, svc: Service) -> _Read:
+    relation = f"read_parquet({sql_literal(str(raw))})"
+    columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+    return _Read([relation], services.map_columns(svc, columns), pq.ParquetFile(raw).metadata.num_rows)
 
 
-def _zones(data: Path, cmap: services.ColumnMap, shapes: str, say: Callable[[int, str], None]) -> dict:
-    """Zone ids from coordinates, for a month whose source has coordinates and no ids; its report fields."""
+def scan_type(col: Column | None) -> str:
+    """The type DuckDB's CSV reader parses a source column as: natively where the value is a number or a
+    time (the cheap part of the scan), as text where it must be looked at (codes, names, unknown columns).
+    Integers are read as DOUBLE: the 2020 files write them as ``1.0``."""
+    if col is None or col.type == "string" or col.codes:
+        return "VARCHAR"
+    return {"timestamp": "TIMESTAMP", "double": "DOUBLE"}.get(col.type, "DOUBLE")
+
+
+@dataclass
+class _Scan:
+    """What one pass of DuckDB's reader over the CSV gave: rows kept, and the lines it set aside."""
+
+    staged: Path
+    accepted: int
+    rejects: str  # the rejects table: one row per error, several per line
+    refused: dict[str, int]  # CAST errors per column
+
+
+class _CsvRead:
+    """A month's CSV, parsed once into a typed parquet and checked against rawcsv's counts."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        raw: Path,
+        fmt: str,
+        svc: Service,
+        label: str,
+        out: Outputs,
+        scratch: ExitStack,
+        say: Callable[[int, str], None],
+    ) -> None:
+        self.con, self.raw, self.fmt, self.svc, self.label, self.say = con, raw, fmt, svc, label, say
+        self.out, self.scratch = out, scratch
+        self.dialect = rawcsv.dialect(raw, fmt)
+        self.cmap = services.map_columns(svc, self.dialect.columns)
+        by_source = {name: svc.column(c) for c in self.cmap.mapped for name in self.cmap.sources(c)}
+        self.types = {name: scan_type(by_source.get(name)) for name in self.dialect.columns}
+        self.scans = 0
+
+    def read(self) -> _Read:
+        with ThreadPoolExecutor(1) as pool:
+            counted = pool.submit(rawcsv.tally, self.raw, self.fmt)
+            try:
+                scan = self._scan(self.raw, self.fmt, strict=False, rows=lambda: _known(counted))
+                failed = None
+            except duckdb.Error as e:
+                scan, failed = None, e
+            tally = counted.result()  # a damaged gzip is reported as such, whatever DuckDB made of it
+        if scan is not None and (text := self._reread_as_text(scan, tally.rows)):
+            scan = self._scan(self.raw, self.fmt, strict=False, rows=lambda: tally.rows, text=text)
+        if scan is not None and (rows := self._agrees(scan, tally)) is not None:
+            return self._placed(scan, self.raw, self.fmt, rows, "lenient")
+        # One line ending, read strictly: rows the grammar cannot place are set aside rather than cut short.
+        copy = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(".lf.csv")))
+        self.say(40, "reading again with one line ending")
+        rawcsv.write_lf(self.raw, self.fmt, copy)
+        try:
+            scan = self._scan(copy, ".csv", strict=True, rows=lambda: tally.rows)
+        except duckdb.Error as e:
+            raise CleanError(
+                f"{self.label}: {self.raw.name} cannot be read as CSV: {str(e).splitlines()[0]} "
+                f"(read leniently first: {str(failed).splitlines()[0] if failed else 'the counts did not agree'}). "
+                "The download is whole (its size and any gzip CRC check out), so downloading it again will "
+                "not help; please report the file."
+            ) from None
+        lines = scan.accepted + self._reject_lines(scan)
+        if lines != tally.rows and lines != (rows := rawcsv.exact_rows(copy, ".csv")):
+            line = rawcsv.first_open_quote(copy, ".csv")
+            where = (
+                f"line {line} opens a quoted value that runs on past its line break"
+                if line
+                else ("a lone carriage return ends a line")
+            )
+            raise CleanError(
+                f"{self.label}: {self.raw.name} has {rows:,} lines of rows but DuckDB read {lines:,} rows: {where}. "
+                "Nothing was written; the download is whole, so downloading it again will not help: fix the file "
+                "or report it."
+            )
+        return self._placed(scan, copy, ".csv", tally.rows if lines == tally.rows else rows, "strict, one line ending")
+
+    def _scan(
+        self, path: Path, fmt: str, *, strict: bool, rows: Callable[[], int | None], text: frozenset[str] = frozenset()
+    ) -> _Scan:
+        """DuckDB's reader over the file, its rows written as they were typed to a staged parquet.
+
+        Columns past the header (empty on the TLC's rows) are typed UUID: an empty field is null, and any
+        other value fails to parse, which sets its line aside with the rest.
+        """
+        self.scans += 1
+        rejects, extra = f"__rejects_{self.scans}", [f"__extra_{i}" for i in range(self.dialect.extra)]
+        types = {name: "VARCHAR" if name in text else t for name, t in self.types.items()}
+        spec = ", ".join(
+            f"{sql_literal(n)}: {sql_literal(t)}" for n, t in {**types, **dict.fromkeys(extra, "UUID")}.items()
+        )
+        options = [
+            "header = true",
+            "auto_detect = false",
+            f"columns = {{{spec}}}",
+            "delim = ','",
+            "quote = '\"'",
+            "escape = '\"'",
+            f"strict_mode = {str(strict).lower()}",
+            "store_rejects = true",
+            f"rejects_table = {sql_literal(rejects)}",
+            f"rejects_scan = {sql_literal(rejects + '_scan')}",
+        ]
+        if strict:
+            options.append("new_line = '\\n'")
+        relation = f"read_csv({sql_literal(str(path))}, {', '.join(options)})"
+        # A UUID past the header would parse: stop rather than lose it (not seen in any file).
+        guard = " AND ".join(
+            f"(CASE WHEN {sql_ident(e)} IS NULL THEN true ELSE error({sql_literal(self._uuid_message())}) END)"
+            for e in extra
+        )
+        where = f" WHERE {guard}" if guard else ""
+        staged = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(f".scan{self.scans}.parquet")))
+        query = (
+            f"SELECT * EXCLUDE ({', '.join(map(sql_ident, extra))}) FROM {relation}{where}"
+            if extra
+            else (f"SELECT * FROM {relation}")
+        )
+        with progress_of.watch(self.con, self.say, 1, 80, rows, "read"):
+            accepted = self.con.execute(
+                f"COPY ({query}) TO {sql_literal(str(staged))} (FORMAT parquet, COMPRESSION lz4_raw)"
+            ).fetchone()[0]
+        refused = dict(
+            self.con.execute(
+                f"SELECT column_name, count(*) FROM {rejects} WHERE error_type = 'CAST' GROUP BY ALL"
+            ).fetchall()
+        )
+        return _Scan(staged, accepted, rejects, refused)
+
+    def _uuid_message(self) -> str:
+        return (
+            f"{self.label}: {self.raw.name} has a UUID in a field past the header's columns, which this reader "
+            "cannot set aside; please report the file"
+        )
+
+    def _reread_as_text(self, scan: _Scan, rows: int) -> frozenset[str]:
+        """Typed columns whose values DuckDB refused on many rows: cheaper read as text and cast in SQL."""
+        many = max(1, int(rows * REREAD_AS_TEXT))
+        return frozenset(name for name, n in scan.refused.items() if n >= many and name in self.types)
+
+    def _records(self, scan: _Scan) -> Iterator[tuple[int, str]]:
+        """The lines DuckDB set aside, once each: (offset of the line in the text, the line)."""
+        result = self.con.execute(
+            f"SELECT line_byte_position, any_value(csv_line) FROM {scan.rejects} GROUP BY ALL ORDER BY 1"
+        )
+        while batch := result.fetchmany(REJECT_BATCH):
+            yield from batch
+
+    def _reject_lines(self, scan: _Scan) -> int:
+        return sum(len(_physical(text)) for _, text in self._records(scan))
+
+    def _agrees(self, scan: _Scan, tally: rawcsv.Tally) -> int | None:
+        """The month's row count if the lenient read is vouched for by the bytes' counts, else None.
+
+        Every line is a row or was set aside (none split or merged), and the field separators are those of
+        rows of the expected width (none cut short): a row with more fields than declared is cut silently
+        by the lenient reader, and only the separators tell.
+        """
+        width = len(self.dialect.columns) + self.dialect.extra
+        lines, commas = scan.accepted, scan.accepted * (width - 1)
+        for _, text in self._records(scan):
+            lines += len(_physical(text))
+            commas += text.count(",")
+        if commas != tally.commas:
+            return None
+        if lines == tally.rows:
+            return lines
+        return lines if lines == rawcsv.exact_rows(self.raw, self.fmt) else None
+
+    def _placed(self, scan: _Scan, text: Path, fmt: str, rows_in: int, how: str) -> _Read:
+        """The staged rows, the set-aside lines placed by Python's csv module, and the malformed ones."""
+        width = len(self.dialect.columns)
+        names = self.dialect.columns
+        rescued = staging.staged(self.out.data.with_suffix(".rescued.parquet"))
+        malformed = staging.staged(self.out.data.with_suffix(".malformed.parquet"))
+        rescued_path, malformed_path = self.scratch.enter_context(rescued), self.scratch.enter_context(malformed)
+        kept, bad, problems, padded = [], [], {}, 0
+        for offset, record in self._records(scan):
+            for i, line in enumerate(_physical(record)):
+                try:
+                    values, dropped = rawcsv.fields(line, width)
+                except rawcsv.Malformed as e:
+                    bad.append((offset, i, line))
+                    kind = str(e).split(" (")[0] if "quote" in str(e) else "field count"
+                    problems[kind] = problems.get(kind, 0) + 1
+                    continue
+                padded += dropped
+                kept.append([v if v != "" else None for v in values])
+        notes: dict = {
+            "csv": {
+                "read": how,
+                "rows_with_empty_fields_dropped": padded + (scan.accepted if self.dialect.extra else 0),
+            }
+        }
+        relations = [f"read_parquet({sql_literal(str(scan.staged))})"]
+        if kept:
+            columns = list(zip(*kept, strict=True))
+            table = pa.table({f"c{i}": pa.array(col, pa.string()) for i, col in enumerate(columns)}).rename_columns(
+                names
+            )
+            pq.write_table(table, rescued_path)
+            relations.append(f"read_parquet({sql_literal(str(rescued_path))})")
+        result = _Read(relations, self.cmap, rows_in, notes=notes)
+        if bad:
+            numbers = rawcsv.line_numbers(text, fmt, [offset for offset, _, _ in bad])
+            table = pa.table(
+                {
+                    "line_number": pa.array([numbers[o] + i for o, i, _ in bad], pa.int64()),
+                    "raw_line": pa.array([line for _, _, line in bad], pa.string()),
+                }
+            )
+            pq.write_table(table, malformed_path)
+            result.malformed = f"read_parquet({sql_literal(str(malformed_path))})"
+            notes["csv"]["malformed"] = problems
+        return result
+
+
+def _physical(record: str) -> list[str]:
+    """The lines of a record DuckDB set aside (one, or more after an unbalanced quote), without line ends."""
+    return [line.rstrip("\r") for line in record.strip("\r\n").split("\n")]
+
+
+def _zones(data: Path, cmap: ColumnMap, shapes: str, say: Callable[[int, str], None]) -> dict:
+    """Zone ids from coordinates, for a month whose source has coordinates and no zone ids; its report fields."""
     if not geo.needs_zones(cmap.mapped):
         return {}
     if not shapes:
@@ -238,15 +499,8 @@ def _zones(data: Path, cmap: services.ColumnMap, shapes: str, say: Callable[[int
     return {"zones": f"assigned from {shapes}", "zones_assigned": geo.assign_file(data, geo.load(shapes))}
 
 
-def _readable(raw: Path, fmt: str, text: Path, label: str) -> tuple[Path, int]:
-    """The file for the second scan, and the source's row count, taken apart from DuckDB's reading."""
-    if fmt == ".parquet":
-        return raw, pq.ParquetFile(raw).metadata.num_rows
-    return source.csv_text(raw, fmt, text, label)
-
-
-def _known(unpacked: Future[tuple[Path, int]]) -> int | None:
-    return unpacked.result()[1] if unpacked.done() and not unpacked.exception() else None
+def _known(counted: Future[rawcsv.Tally]) -> int | None:
+    return counted.result().rows if counted.done() and not counted.exception() else None
 
 
 def _connect(memory_limit: str, threads: int, temp_dir: Path | None) -> duckdb.DuckDBPyConnection:

@@ -199,7 +199,7 @@ _PAYMENT_SPELLINGS = {
     2009: {1: ("Credit", "CREDIT"), 2: ("Cash", "CASH"), 3: ("No Charge",), 4: ("Dispute",)},
     2010: {1: ("CRE", "CRD", "Cre"), 2: ("CAS", "CSH"), 3: ("NOC", "NO"), 4: ("DIS",)},
 }
-_UNKNOWN_CODE = "UNK"  # a payment code nobody documents: loaded as null
+_UNKNOWN_CODE = "XYZ"  # a payment code nobody documents (UNK is 5, unknown): loaded as null
 _DTC_FHVHV = (
     ("hvfhs_license_num", "license"),
     ("dispatching_base_num", "base"),
@@ -388,6 +388,7 @@ def _reason_counts(pattern: np.ndarray, rows: int) -> dict[str, int]:
     full, rest = divmod(rows, _PERIOD)
     per = full * np.bincount(pattern, minlength=6) + np.bincount(pattern[:rest], minlength=6)
     return {
+        "malformed_row": 0,
         "passenger_count_zero": int(per[_ZERO]),
         "missing_pickup": int(per[_MISSING] + per[_BAD_TEXT]),
         "dropoff_before_pickup": int(per[_BEFORE]),

@@ -7,13 +7,15 @@ one-line change here and never a new code path elsewhere.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-#: Bumped whenever a canonical schema changes; recorded in every manifest.
-SCHEMA_VERSION = 1
+#: Bumped whenever a canonical schema changes; recorded in every manifest. 2: green's coordinates, and the
+#: quarantine's line_number and raw_line.
+SCHEMA_VERSION = 2
 
 #: Logical type -> (arrow type, DuckDB type). One place decides what each type is.
 TYPES: dict[str, tuple[pa.DataType, str]] = {
@@ -25,8 +27,11 @@ TYPES: dict[str, tuple[pa.DataType, str]] = {
     "date": (pa.date32(), "DATE"),
 }
 
-#: Quarantine reasons, in the order the rules are applied (the first rule broken wins).
-REASONS = ("passenger_count_zero", "missing_pickup", "dropoff_before_pickup", "pickup_outside_month")
+#: Quarantine reasons, in the order the rules are applied (the first rule broken wins). A malformed row is one
+#: the CSV grammar cannot place (an unbalanced quote, fewer fields than the header, extra fields that are not
+#: empty): its values cannot be told apart, so it is kept whole, as its raw line.
+MALFORMED = "malformed_row"
+REASONS = (MALFORMED, "passenger_count_zero", "missing_pickup", "dropoff_before_pickup", "pickup_outside_month")
 
 #: Source columns that carry no data (a pandas index written by accident); dropped and reported.
 IGNORED_SOURCE_COLUMNS = frozenset({"__index_level_0__"})
@@ -47,6 +52,9 @@ class Column:
     codes: tuple[tuple[str, str], ...] = ()
     #: A 0 is "not recorded", not a value (coordinates: 0, 0 is in the Atlantic).
     zero_is_null: bool = False
+    #: Several of the spellings may come in one file (fhv 2018 has two base-number columns, one of them
+    #: mostly empty): the value is the first filled one, in the order of ``sources``.
+    coalesce: bool = False
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -65,9 +73,10 @@ def _col(
     normalize: str = "",
     codes: dict[str, object] | None = None,
     zero_is_null: bool = False,
+    coalesce: bool = False,
 ) -> Column:
     coded = tuple((k, str(v)) for k, v in (codes or {}).items())
-    return Column(name, type_, sources or (name,), doc, normalize, coded, zero_is_null)
+    return Column(name, type_, sources or (name,), doc, normalize, coded, zero_is_null, coalesce)
 
 
 #: Columns every service ends with: unmapped source columns as JSON, and the file's month.
@@ -79,6 +88,12 @@ OTHER_COLUMNS = Column(
     "A new TLC column is kept here until it gets a canonical column.",
 )
 SOURCE_MONTH = Column("source_month", "date", (), "First day of the month of the source file.")
+REASON = Column("reason", "string", (), "The first quarantine rule the row broke, in the order of REASONS.")
+#: The quarantine's last columns: where a malformed row was, and what it said (null for other reasons).
+QUARANTINE_LINE = (
+    Column("line_number", "int64", (), "Line of a malformed row in the source file (the header is line 1)."),
+    Column("raw_line", "string", (), "A malformed row's whole line, as the source file has it."),
+)
 
 _MONEY_DOC = "USD"
 
@@ -127,11 +142,15 @@ class Service:
         """
         return pa.schema([pa.field(c.name, c.arrow_type) for c in self.all_columns])
 
+    @property
+    def quarantine_columns(self) -> tuple[Column, ...]:
+        """Quarantined rows keep their source values as text, so nothing unparseable is lost; a malformed
+        row keeps its whole line instead, with its number in the file (the header is line 1)."""
+        text = tuple(Column(c.name, "string", c.sources, c.doc) for c in (*self.columns, OTHER_COLUMNS))
+        return (*text, REASON, SOURCE_MONTH, *QUARANTINE_LINE)
+
     def quarantine_schema(self) -> pa.Schema:
-        """Quarantined rows keep their source values as text, so nothing unparseable is lost."""
-        fields = [pa.field(c.name, pa.string()) for c in (*self.columns, OTHER_COLUMNS)]
-        fields += [pa.field("reason", pa.string()), pa.field(SOURCE_MONTH.name, pa.date32())]
-        return pa.schema(fields)
+        return pa.schema([pa.field(c.name, c.arrow_type) for c in self.quarantine_columns])
 
 
 _VENDOR = _col("vendor_id", "int32", "VendorID", doc="1 = Creative Mobile (CMT), 2 = VeriFone (VTS), ...")
@@ -149,26 +168,29 @@ def _money(*names: str) -> tuple[Column, ...]:
     return tuple(_col(n, "double", doc=_MONEY_DOC) for n in names)
 
 
-# The 2009-2010 yellow files spell vendors and payment types as text (research tlc-data.md §4,
-# TS-2d0d): mixed case, sometimes quoted; they map onto the modern integer codes.
+# The 2009-2014 yellow files spell vendors and payment types as text (research tlc-data.md §4,
+# TS-2d0d; the TLC's own csv heads in ../shared/real-samples): mixed case, sometimes quoted or padded
+# ("NA "); they map onto the modern integer codes.
 VENDOR_CODES = {"CMT": 1, "VTS": 2, "DDS": 3}
 PAYMENT_CODES = {
     **dict.fromkeys(("CREDIT", "CRE", "CRD"), 1),
     **dict.fromkeys(("CASH", "CAS", "CSH"), 2),
     **dict.fromkeys(("NO CHARGE", "NOC", "NO"), 3),
     **dict.fromkeys(("DISPUTE", "DIS"), 4),
+    **dict.fromkeys(("UNKNOWN", "UNK", "NA"), 5),  # the data dictionary's 5 is "Unknown"
 }
 #: store_and_forward is a double (1.0/0.0) in 2009, and 1/0 or Y/N in 2010.
 FLAG_CODES = {"Y": "Y", "N": "N", "1": "Y", "1.0": "Y", "0": "N", "0.0": "N"}
 
 
-def _coordinate(name: str, source: str) -> Column:
+def _coordinate(name: str, *sources: str) -> Column:
     return _col(
         name,
         "double",
         name,
-        source,
-        doc="Degrees; only in the 2009-2010 files (null afterwards); 0 is not recorded (null)",
+        *sources,
+        doc="Degrees; only in the coordinate era (yellow 2009-2016-06 csv, 2009-2010 parquet; green 2013-08 to "
+        "2016-06 csv), null afterwards; 0 is not recorded (null)",
         zero_is_null=True,
     )
 
@@ -246,30 +268,51 @@ GREEN = Service(
         _col("ehail_fee", "double", doc="USD; a column of no type in many files"),
         *_money("improvement_surcharge", "total_amount"),
         _PAYMENT,
-        _col("trip_type", "int32", doc="1 street-hail, 2 dispatch"),
+        _col("trip_type", "int32", doc="1 street-hail, 2 dispatch; `Trip_type ` (trailing space) in 2013-2016"),
         *_money("congestion_surcharge"),
         _CBD,
+        *(_coordinate(n) for n in ("pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude")),
     ),
-    "Green boro taxis (lpep_ columns).",
+    "Green boro taxis (lpep_ columns; 2013-08 to 2016-06: coordinates instead of zone ids).",
     ("pickup_datetime", "dropoff_datetime", "total_amount"),
 )
 
 _BASE = _col("dispatching_base_num", "string", doc="TLC base license number", normalize="upper")
+_FHV_BASE = _col(
+    "dispatching_base_num",
+    "string",
+    "Dispatching_base_number",
+    "dispatching_base_num",
+    doc="TLC base license number; 2018 files carry `Dispatching_base_number` (filled) and `Dispatching_base_num` "
+    "(mostly empty): the first filled of the two",
+    normalize="upper",
+    coalesce=True,
+)
 
 FHV = Service(
     "fhv",
     dt.date(2015, 1, 1),
     (
-        _BASE,
-        _col("pickup_datetime", "timestamp"),
-        _col("dropoff_datetime", "timestamp", doc="Spelled dropOff_datetime in the parquet and 2019 csv"),
-        _col("pu_location_id", "int32", "PULocationID", doc="Spelled PUlocationID in the parquet and 2019 csv"),
+        _FHV_BASE,
+        _col("pickup_datetime", "timestamp", "pickup_datetime", "Pickup_date", doc="Spelled Pickup_date in 2015-2016"),
+        _col(
+            "dropoff_datetime",
+            "timestamp",
+            doc="Spelled dropOff_datetime in the parquet and 2019 csv; absent in 2015-2016",
+        ),
+        _col(
+            "pu_location_id",
+            "int32",
+            "PULocationID",
+            "locationID",
+            doc="Spelled PUlocationID in the parquet and 2019 csv, locationID (where the trip began) in 2015-2016",
+        ),
         _col("do_location_id", "int32", "DOLocationID", doc="Spelled DOlocationID in the parquet and 2019 csv"),
         _col("sr_flag", "int32", "SR_Flag", doc="1 = shared ride; a column of no type from 2019-03"),
         _col("affiliated_base_number", "string", "Affiliated_base_number", normalize="upper"),
     ),
     "For-hire vehicles (livery, black car, small bases).",
-    ("dispatching_base_num", "pickup_datetime", "dropoff_datetime"),
+    ("dispatching_base_num", "pickup_datetime"),  # the 2015-2016 files have no dropoff
 )
 
 _YN = "Y/N; a single space in the source is read as unknown (null)"
@@ -329,30 +372,45 @@ def check_month(svc: Service, month: dt.date) -> None:
 class ColumnMap:
     """How one source file's columns map onto a service's canonical columns."""
 
-    mapped: dict[str, str]  # canonical name -> source name
+    mapped: dict[str, str]  # canonical name -> source name (the first, for a coalescing column)
     other: tuple[str, ...]  # source columns kept as JSON in other_columns
     ignored: tuple[str, ...]  # source columns that carry no data
+    coalesced: dict[str, tuple[str, ...]] = field(default_factory=dict)  # canonical -> every spelling present
+
+    def sources(self, canonical: str) -> tuple[str, ...]:
+        """The source columns a canonical column takes its value from, first filled first: none, one, or more."""
+        if canonical in self.coalesced:
+            return self.coalesced[canonical]
+        return (self.mapped[canonical],) if canonical in self.mapped else ()
 
 
 def map_columns(svc: Service, source_names: list[str]) -> ColumnMap:
     """Map source names onto canonical columns by name, never by position, ignoring case.
 
     Raises ValueError when two source columns claim one canonical column (e.g. both
-    airport_fee and Airport_fee), since picking one would silently drop the other.
+    airport_fee and Airport_fee), since picking one would silently drop the other; only a
+    column declared ``coalesce`` takes the first filled of its spellings.
     """
-    spelling = {s.lower(): c.name for c in svc.columns for s in c.sources}
-    mapped: dict[str, str] = {}
+    spelling = {s.lower(): c for c in svc.columns for s in c.sources}
+    found: dict[str, list[str]] = {}
     other, ignored = [], []
     for name in source_names:
         if name in IGNORED_SOURCE_COLUMNS:
             ignored.append(name)
-        elif (canonical := spelling.get(name.lower())) is None:
+        elif (col := spelling.get(name.lower())) is None:
             other.append(name)
-        elif canonical in mapped:
-            raise ValueError(f"columns {mapped[canonical]!r} and {name!r} both map onto {canonical!r}")
+        elif col.name in found and not col.coalesce:
+            raise ValueError(f"columns {found[col.name][0]!r} and {name!r} both map onto {col.name!r}")
         else:
-            mapped[canonical] = name
-    return ColumnMap(mapped, tuple(other), tuple(ignored))
+            found.setdefault(col.name, []).append(name)
+    order = {c.name: [s.lower() for s in c.sources] for c in svc.columns}
+    for canonical, names in found.items():
+        if len(names) > 1 and len({n.lower() for n in names}) < len(names):
+            raise ValueError(f"columns {names[0]!r} and {names[1]!r} both map onto {canonical!r}")
+        names.sort(key=lambda n: order[canonical].index(n.lower()))
+    coalesced = {canonical: tuple(names) for canonical, names in found.items() if len(names) > 1}
+    mapped = {canonical: names[0] for canonical, names in found.items()}
+    return ColumnMap(mapped, tuple(other), tuple(ignored), coalesced)
 
 
 def missing_required(svc: Service, source_names: list[str]) -> list[str]:
@@ -503,6 +561,172 @@ ERAS: tuple[Era, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class CsvEra:
+    """One layout of a service's pre-2022 TLC csv files: the header line exactly as the TLC wrote it, and
+    the quirks of its bytes, read off the TLC's own files (../shared/real-samples/SOURCES.md)."""
+
+    service: str
+    first: str  # YYYY-MM
+    last: str  # YYYY-MM
+    header: str
+    quirks: str
+
+    @property
+    def columns(self) -> list[str]:
+        """The header's names as Clean reads them: CSV-parsed, spaces around them stripped."""
+        return [name.strip() for name in next(csv.reader([self.header]))]
+
+
+_LF_BLANK = "The header ends with LF, a blank CRLF line follows, then CRLF rows (read leniently, counted exactly)."
+_CRLF = "CRLF throughout, no blank line."
+_TWO_EMPTY = "Every row carries two empty fields past the header (a trailing `,,`): dropped, counted in the report."
+_Y10 = (
+    "vendor_id,pickup_datetime,dropoff_datetime,passenger_count,trip_distance,pickup_longitude,pickup_latitude,"
+    "rate_code,store_and_fwd_flag,dropoff_longitude,dropoff_latitude,payment_type,fare_amount,surcharge,mta_tax,"
+    "tip_amount,tolls_amount,total_amount"
+)
+_Y15 = (
+    "VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,passenger_count,trip_distance,pickup_longitude,"
+    "pickup_latitude,RateCodeID,store_and_fwd_flag,dropoff_longitude,dropoff_latitude,payment_type,fare_amount,"
+    "extra,mta_tax,tip_amount,tolls_amount,improvement_surcharge,total_amount"
+)
+_Y16 = (
+    "VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,passenger_count,trip_distance,RatecodeID,"
+    "store_and_fwd_flag,PULocationID,DOLocationID,payment_type,fare_amount,extra,mta_tax,tip_amount,tolls_amount,"
+    "improvement_surcharge,total_amount"
+)
+_G13 = (
+    "VendorID,lpep_pickup_datetime,Lpep_dropoff_datetime,Store_and_fwd_flag,RateCodeID,Pickup_longitude,"
+    "Pickup_latitude,Dropoff_longitude,Dropoff_latitude,Passenger_count,Trip_distance,Fare_amount,Extra,MTA_tax,"
+    "Tip_amount,Tolls_amount,Ehail_fee,Total_amount,Payment_type,Trip_type "
+)
+_G15 = _G13.replace("Ehail_fee,Total_amount", "Ehail_fee,improvement_surcharge,Total_amount")
+_G16 = (
+    "VendorID,lpep_pickup_datetime,lpep_dropoff_datetime,store_and_fwd_flag,RatecodeID,PULocationID,DOLocationID,"
+    "passenger_count,trip_distance,fare_amount,extra,mta_tax,tip_amount,tolls_amount,ehail_fee,"
+    "improvement_surcharge,total_amount,payment_type,trip_type"
+)
+_F17 = "Dispatching_base_num,Pickup_DateTime,DropOff_datetime,PUlocationID,DOlocationID"
+_COORDINATES = "Coordinates and no zone ids: zone ids come from [zones] shapes, else they stay null."
+
+#: Every layout of the TLC's own csv files, as served until the 2022 parquet re-issue.
+CSV_ERAS: tuple[CsvEra, ...] = (
+    CsvEra(
+        "yellow",
+        "2009-01",
+        "2009-12",
+        "vendor_name,Trip_Pickup_DateTime,Trip_Dropoff_DateTime,Passenger_Count,Trip_Distance,Start_Lon,Start_Lat,"
+        "Rate_Code,store_and_forward,End_Lon,End_Lat,Payment_Type,Fare_Amt,surcharge,mta_tax,Tip_Amt,Tolls_Amt,"
+        "Total_Amt",
+        f"{_LF_BLANK} Vendors `VTS`/`CMT`/`DDS`; payments `CASH`/`Credit`/`CREDIT`; numbers printed with 17 "
+        f"digits (`2.6299999999999999`); Rate_Code, store_and_forward and mta_tax often empty. {_COORDINATES}",
+    ),
+    CsvEra(
+        "yellow",
+        "2010-01",
+        "2013-12",
+        _Y10,
+        f"{_LF_BLANK} Payments `CAS`/`Cas`/`Cre` (2010), then `CSH`/`CRD`, `NOC`, `DIS`, `UNK` and `NA ` (5, "
+        f"unknown); 17-digit numbers; store_and_fwd_flag empty for VTS. {_COORDINATES} The TLC's 2010-02 and "
+        "2010-03 files have rows with more fields than the header (research): they are `malformed_row`.",
+    ),
+    CsvEra(
+        "yellow",
+        "2014-01",
+        "2014-12",
+        _Y10.replace(",", ", "),
+        f"{_LF_BLANK} A space after every comma of the header (not of the rows): names are stripped. {_COORDINATES}",
+    ),
+    CsvEra(
+        "yellow",
+        "2015-01",
+        "2015-06",
+        _Y15,
+        f"{_CRLF} Distances written `.50`. {_COORDINATES}",
+    ),
+    CsvEra("yellow", "2015-07", "2016-06", _Y15.replace("RateCodeID", "RatecodeID"), f"{_CRLF} {_COORDINATES}"),
+    CsvEra("yellow", "2016-07", "2016-12", _Y16, f"{_CRLF} Zone ids from here on. {_TWO_EMPTY}"),
+    CsvEra("yellow", "2017-01", "2018-12", _Y16, _LF_BLANK),
+    CsvEra("yellow", "2019-01", "2020-06", _Y16 + ",congestion_surcharge", _CRLF),
+    CsvEra(
+        "green",
+        "2013-08",
+        "2014-12",
+        _G13,
+        f"{_LF_BLANK} `Trip_type ` ends with a space (names are stripped). {_TWO_EMPTY} The first rows of "
+        f"2013-08 have coordinates of 0 (null) and distances `.00`. {_COORDINATES}",
+    ),
+    CsvEra("green", "2015-01", "2015-06", _G15, f"{_CRLF} {_TWO_EMPTY} {_COORDINATES}"),
+    CsvEra("green", "2015-07", "2015-12", _G15, f"{_CRLF} {_COORDINATES}"),
+    CsvEra("green", "2016-01", "2016-06", _G15, f"{_LF_BLANK} {_COORDINATES}"),
+    CsvEra("green", "2016-07", "2016-12", _G16, f"{_LF_BLANK} Zone ids from here on. {_TWO_EMPTY}"),
+    CsvEra("green", "2017-01", "2018-12", _G16, _LF_BLANK),
+    CsvEra(
+        "green",
+        "2019-01",
+        "2020-06",
+        _G16 + ",congestion_surcharge",
+        f"{_CRLF} Files start with pickups of the month before (`pickup_outside_month`).",
+    ),
+    CsvEra(
+        "fhv",
+        "2015-01",
+        "2016-12",
+        "Dispatching_base_num,Pickup_date,locationID",
+        f"{_CRLF} No dropoff at all (null); `locationID` is the zone the trip began in, often empty.",
+    ),
+    CsvEra("fhv", "2017-01", "2017-06", _F17, f"{_CRLF} Zone ids and dropoffs often empty."),
+    CsvEra(
+        "fhv",
+        "2017-07",
+        "2017-12",
+        ",".join(f'"{name}"' for name in (*_F17.split(","), "SR_Flag")),
+        f"{_CRLF} Every field double-quoted.",
+    ),
+    CsvEra(
+        "fhv",
+        "2018-01",
+        "2018-12",
+        '"Pickup_DateTime","DropOff_datetime","PUlocationID","DOlocationID","SR_Flag","Dispatching_base_number",'
+        '"Dispatching_base_num"',
+        f"{_CRLF} Quoted, columns reordered, two base-number columns: `Dispatching_base_number` is filled, "
+        '`Dispatching_base_num` mostly empty (`""`); the base is the first filled of the two.',
+    ),
+    CsvEra(
+        "fhv",
+        "2019-01",
+        "2020-06",
+        "dispatching_base_num,pickup_datetime,dropoff_datetime,PULocationID,DOLocationID,SR_Flag",
+        f"{_CRLF} Zones often empty or 264 (unknown).",
+    ),
+    CsvEra(
+        "fhvhv",
+        "2019-02",
+        "2020-06",
+        "hvfhs_license_num,dispatching_base_num,pickup_datetime,dropoff_datetime,PULocationID,DOLocationID,SR_Flag",
+        f"{_CRLF} `SR_Flag` empty or 1; none of the fare columns (null).",
+    ),
+)
+
+
+def csv_eras_markdown() -> str:
+    """One section per csv era: the header as the TLC wrote it, its quirks, and where each column goes."""
+    out = ["## Eras of the TLC's csv files (as served until 2022)", ""]
+    for era in CSV_ERAS:
+        svc = SERVICES[era.service]
+        cmap = map_columns(svc, era.columns)
+        by_source = {source: canonical for canonical in cmap.mapped for source in cmap.sources(canonical)}
+        out += [f"### {svc.name} {era.first} .. {era.last} (csv)", "", f"    {era.header}", "", era.quirks, ""]
+        out += ["| source column | canonical column | type |", "|---|---|---|"]
+        for name in era.columns:
+            canonical = by_source.get(name)
+            where = f"`{canonical}` | {svc.column(canonical).duckdb_type}" if canonical else "`other_columns` | VARCHAR"
+            out.append(f"| `{name}` | {where} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def _mapping_note(c: Column) -> str:
     notes = []
     if c.codes:
@@ -555,4 +779,4 @@ def schema_markdown() -> str:
             sources = ", ".join(f"`{s}`" for s in c.sources) or "(derived)"
             out.append(f"| `{c.name}` | {c.duckdb_type} | {sources} | {c.doc} |")
         out.append("")
-    return "\n".join(out) + "\n" + eras_markdown()
+    return "\n".join(out) + "\n" + eras_markdown() + "\n" + csv_eras_markdown()

@@ -6,17 +6,13 @@ service asked for, so the Download target existing means the download is complet
 
 from __future__ import annotations
 
-import csv
-import gzip
 import http.client
-import io
 import os
 import shutil
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,11 +20,11 @@ from typing import TypeVar
 
 import pyarrow.parquet as pq
 
-from taxi_luigi import services, staging
+from taxi_luigi import rawcsv, services, staging
 
 CHUNK = 1 << 20
 FORMATS = (".csv.gz", ".parquet", ".csv")
-HEADER_BYTES = 1 << 16  # the TLC's headers are a few hundred bytes
+GZIP_MAGIC = b"\x1f\x8b"
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: CloudFront answers 403 for a file that does not exist yet, GitHub releases 404.
 NOT_FOUND_STATUS = frozenset({403, 404, 410})
@@ -37,10 +33,6 @@ RANGE_NOT_SATISFIABLE = 416
 
 class SourceError(Exception):
     """A month's source file could not be fetched or is not what it should be."""
-
-
-class DamagedSource(SourceError):
-    """The raw file turned out unreadable past its header: download it again."""
 
 
 class NotPublished(SourceError):
@@ -279,6 +271,11 @@ def verify(path: Path, fmt: str, svc: services.Service, label: str, url: str) ->
     elif fmt == ".csv.gz":
         _check_gzip(head, label, url)
         columns = csv_header(path, fmt, label, url)
+    elif head[:2] == GZIP_MAGIC:
+        raise SourceError(
+            f"{label}: {url} is gzip-compressed, although its name ends in .csv (a .csv.gz saved under another "
+            "name?). Name it .csv.gz in [source] url_template, or unpack it."
+        )
     else:
         columns = csv_header(path, fmt, label, url)
     _check_columns(svc, columns, label, url)
@@ -310,99 +307,22 @@ def _parquet_columns(path: Path, head: bytes, label: str, url: str) -> list[str]
 
 def _check_gzip(head: bytes, label: str, url: str) -> None:
     """Only the magic number here: Clean decompresses the whole file once anyway and checks its CRC
-    there (see ``csv_text``), instead of every month paying for a second full decompression."""
-    if head[:2] != b"\x1f\x8b":
+    there (see ``rawcsv.tally``), instead of every month paying for a second full decompression."""
+    if head[:2] != GZIP_MAGIC:
         raise SourceError(f"{label}: {url} is not gzip-compressed, although its name ends in .csv.gz.")
 
 
-class _LineCounter:
-    """Counts the lines of text fed in pieces, optionally leaving out blank ones as DuckDB does.
-
-    Looking for blank lines costs more than the count itself, so it is only done on demand.
-    """
-
-    def __init__(self, skip_blank: bool) -> None:
-        self.skip_blank = skip_blank
-        self.lines = 0
-        self.start = b""  # the first bytes of the line still open: enough to tell whether it is blank
-
-    def feed(self, data: bytes) -> None:
-        first = data.find(b"\n")
-        if first < 0:
-            self.start = (self.start + data[:2])[:2]
-            return
-        last = data.rfind(b"\n")
-        self.lines += data.count(b"\n", first + 1, last + 1)
-        if self.skip_blank:
-            self.lines += (self.start + data[:first])[:2] not in (b"", b"\r")
-            if last > first:
-                self.lines -= sum(line in (b"", b"\r") for line in data[first + 1 : last].split(b"\n"))
-        else:
-            self.lines += 1
-        self.start = data[last + 1 : last + 3]
-
-    def rows(self) -> int:
-        """Data rows: lines after the header, counting a last line without a line break."""
-        return self.lines + (self.start not in (b"", b"\r")) - 1
-
-
-def csv_text(path: Path, fmt: str, dest: Path, label: str) -> tuple[Path, int]:
-    """The CSV as plain text and its number of lines after the header.
-
-    DuckDB reads gzip on one thread but plain text on all of them, and Clean reads the file
-    twice (clean rows, then quarantine), so a .csv.gz is decompressed once, to ``dest``, and
-    its CRC checked on the way. The count is independent of DuckDB's parser, so a row the
-    parser skipped shows up as a difference; ``csv_rows`` tells whether blank lines explain it.
-    """
-    counter = _LineCounter(skip_blank=False)
-    if fmt != ".csv.gz":
-        return path, csv_rows(path, skip_blank=False)
-    try:
-        with open(path, "rb") as f, open(dest, "wb") as out:
-            unzip = zlib.decompressobj(wbits=31)
-            while chunk := f.read(CHUNK):
-                while chunk:
-                    if unzip.eof:  # a gzip file may hold several members, one after another
-                        unzip = zlib.decompressobj(wbits=31)
-                    text = unzip.decompress(chunk)
-                    chunk = unzip.unused_data if unzip.eof else b""
-                    counter.feed(text)
-                    out.write(text)
-            if not unzip.eof:
-                raise zlib.error("the file ends inside the compressed stream")
-    except zlib.error as e:
-        dest.unlink(missing_ok=True)
-        raise DamagedSource(f"{label}: {path.name} is a damaged or truncated gzip ({e}).") from None
-    return dest, counter.rows()
-
-
-def csv_rows(path: Path, skip_blank: bool = True) -> int:
-    """The data rows of a plain-text CSV, by line breaks."""
-    counter = _LineCounter(skip_blank)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            counter.feed(chunk)
-    return counter.rows()
-
-
 def csv_header(path: Path, fmt: str, label: str, url: str) -> list[str]:
-    """The column names on a csv or csv.gz file's first line.
-
-    At most HEADER_BYTES of it: a file without line breaks (or lone CRs only) is not read whole.
-    """
-    opener = gzip.open if fmt == ".csv.gz" else open
+    """The column names on a csv or csv.gz file's first line, or a SourceError saying why there are none."""
     try:
-        with opener(path, "rb") as f:
-            line = f.readline(HEADER_BYTES).decode("utf-8-sig", errors="replace").strip("\r\n")
-        columns = next(csv.reader(io.StringIO(line), strict=True), [])  # DuckDB reads no row after a stray quote
-    except (EOFError, gzip.BadGzipFile, zlib.error, csv.Error) as e:
+        return rawcsv.header(path, fmt)
+    except rawcsv.HeaderError as e:
+        if str(e) == "the first line is empty":
+            raise SourceError(f"{label}: {url} has no header line. Check [source] url_template.") from None
         raise SourceError(
             f"{label}: {url}: its header line cannot be read ({e}). Rerun to download it again; if that "
             "does not help, the source file is damaged."
         ) from None
-    if not line.strip():
-        raise SourceError(f"{label}: {url} has no header line. Check [source] url_template.")
-    return [c.strip() for c in columns]
 
 
 def _check_columns(svc: services.Service, columns: list[str], label: str, url: str) -> None:

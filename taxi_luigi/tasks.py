@@ -15,7 +15,7 @@ from pathlib import Path
 
 import luigi
 
-from taxi_luigi import clean, config, lake, locks, services, source, staging, zones
+from taxi_luigi import clean, config, lake, locks, rawcsv, services, source, staging, zones
 from taxi_luigi.warehouse import LoadedTarget, TripsViewTarget, Warehouse, ZonesTarget, warehouse_for
 
 log = logging.getLogger("luigi-interface.taxi_luigi")
@@ -185,9 +185,9 @@ class Clean(MonthTask):
                 progress=self.report,
                 zones_shapes=config.zones().shapes,
             )
-        except source.DamagedSource as e:
+        except rawcsv.DamagedSource as e:
             download.discard()
-            raise source.DamagedSource(f"{e} The download was discarded: rerun to fetch it again.") from None
+            raise rawcsv.DamagedSource(f"{e} The download was discarded: rerun to fetch it again.") from None
         report["source"] = fetched
         with self.output().open("w") as f:
             json.dump(report, f, indent=2)

@@ -154,16 +154,29 @@ def test_unparseable_pickup_is_quarantined_with_its_original_text(tmp_path):
     assert texts == ["", "31/01/2020 10:00"]
 
 
-def test_a_bad_csv_row_fails_with_the_month_and_file_and_writes_nothing(tmp_path):
+def test_rows_the_csv_grammar_cannot_place_are_quarantined_whole_with_their_line(tmp_path):
+    """Extra fields that are not empty, fewer fields than the header, an unbalanced quote: the month loads,
+    and each such row is kept as its raw line with its number; empty extra fields are only dropped."""
     src = tmp_path / "fhv_tripdata_2020-01.csv"
-    src.write_text(
-        "dispatching_base_num,pickup_datetime,dropoff_datetime,PULocationID,DOLocationID,SR_Flag,Affiliated_base_number\n"
-        "B00013,2020-01-01 00:15:00,2020-01-01 00:30:00,1,264,,B00013\n"
-        "B00014,2020-01-01 00:15:00,2020-01-01 00:30:00,1,264,,B00013,extra,fields\n"
-    )
-    with pytest.raises(clean.CleanError, match=r"fhv 2020-01: cannot clean fhv_tripdata_2020-01.csv"):
-        run_clean(src, "fhv", 2020, 1, tmp_path / "out")
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    lines = [
+        "dispatching_base_num,pickup_datetime,dropoff_datetime,PULocationID,DOLocationID,SR_Flag,Affiliated_base_number",
+        "B00013,2020-01-01 00:15:00,2020-01-01 00:30:00,1,264,,B00013",
+        "B00014,2020-01-01 00:15:00,2020-01-01 00:30:00,1,264,,B00013,extra,fields",
+        "B00015,2020-01-01 00:15:00,2020-01-01 00:30:00",
+        'B00016,"2020-01-01 00:15:00,2020-01-01 00:30:00,1,264,,B00013',
+        "B00017,2020-01-01 00:15:00,2020-01-01 00:30:00,1,264,,B00013,,",
+        "B00018,2020-01-02 00:15:00,2020-01-02 00:30:00,2,265,,B00013",
+    ]
+    src.write_text("\n".join(lines) + "\n")
+    report, out = run_clean(src, "fhv", 2020, 1, tmp_path / "out")
+
+    assert (report["rows_in"], report["rows_clean"], report["rows_quarantined"]) == (6, 3, 3)
+    assert report["quarantine_by_reason"]["malformed_row"] == 3
+    malformed = pq.read_table(out.quarantine, columns=["reason", "line_number", "raw_line"]).to_pylist()
+    assert malformed == [{"reason": "malformed_row", "line_number": n, "raw_line": lines[n - 1]} for n in (3, 4, 5)]
+    bases = pq.read_table(out.data, columns=["dispatching_base_num"]).column(0).to_pylist()
+    assert sorted(bases) == ["B00013", "B00017", "B00018"]
+    assert report["csv"]["rows_with_empty_fields_dropped"] == 1
 
 
 def test_crlf_line_ends_quotes_and_a_blank_line_after_the_header_are_read(tmp_path):
@@ -195,7 +208,7 @@ def test_2009_codes_coordinates_and_flags_map_onto_the_modern_values(tmp_path):
                 "Passenger_Count": pa.array([1] * n, pa.int64()),
                 "Start_Lon": [-73.99, 0.0, None, -73.9, -73.9, -73.9, 0.0],
                 "store_and_forward": [1.0, 0.0, None, 0.0, 1.0, 0.0, 0.0],
-                "Payment_Type": ["CASH", "Credit", " no charge ", "'Dis'", "UNK", "CRD", "1"],
+                "Payment_Type": ["CASH", "Credit", " no charge ", "'Dis'", "UNK", "CRD", "NOPE"],
                 "Total_Amt": [1.0] * n,
                 "improvement_surcharge": pa.nulls(n),
             }
@@ -212,7 +225,7 @@ def test_2009_codes_coordinates_and_flags_map_onto_the_modern_values(tmp_path):
         (2, 1, "N", None, None),
         (3, 3, None, None, None),
         (None, 4, "N", -73.9, None),
-        (None, None, "Y", -73.9, None),
+        (None, 5, "Y", -73.9, None),
         (2, 1, "N", -73.9, None),
-        (1, 1, "N", None, None),
+        (1, None, "N", None, None),
     ]

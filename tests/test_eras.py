@@ -123,7 +123,7 @@ def test_yellow_2009_and_2010_load_beside_2023_in_one_table(mirror, pipeline):
         assert Counter(rows) == expected, (y, m)
         vendors = {r[1] for r in rows}
         payments = {r[2] for r in rows}
-        assert vendors == {1, 2, 3} and payments == {1, 2, 3, 4, None}  # 'UNK' is null
+        assert vendors == {1, 2, 3} and payments == {1, 2, 3, 4, None}  # 'XYZ' is null
         assert {r[3] for r in rows} == {"Y", "N"}
         assert any(r[4] is None for r in rows) and all(r[4] != 0 for r in rows)  # 0 -> null
     # The zone ids stay null before 2011 (no zones in the files); the coordinates are null after.

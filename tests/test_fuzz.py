@@ -3,7 +3,8 @@
 Every file goes through source.verify (Download) and, if accepted, clean.clean_month (Clean), as
 in the pipeline. It must end in clean output whose counts add up (rows_in == clean + quarantined,
 and exactly the sample's counts when the change keeps the rows' meaning) or in a SourceError or
-CleanError that starts with the month and names the file, leaving no output behind. Any other
+CleanError (or, for a damaged gzip, a DamagedSource) that starts with the month and names the file,
+leaving no output behind. Any other
 exception is a bug, and so is a hang (pytest-timeout stops it). The budget is bounded: 300
 examples per test, about 30 s in all; CI runs a fixed set (derandomized), a developer's run
 explores new ones; TAXI_LUIGI_FUZZ_EXAMPLES=2000 runs a longer hunt.
@@ -18,6 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -25,14 +27,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import clean, cli, sample, services, source
+from taxi_luigi import clean, cli, rawcsv, sample, services, source
 from taxi_luigi.tasks import TaxiYear
 
 LABEL = "yellow 2021-03"
 MONTH = dt.date(2021, 3, 1)
 ROWS = 60
 TABLE, REASONS = sample.month_table("yellow", 2021, 3, "dtc", ROWS)  # every column as text, as in the csv
-PARQUET_TABLE, _ = sample.month_table("yellow", 2021, 3, "tlc", ROWS)
+PARQUET_TABLE, PARQUET_REASONS = sample.month_table("yellow", 2021, 3, "tlc", ROWS)
 CLEAN_ROWS = ROWS - sum(REASONS.values())
 
 settings.register_profile(
@@ -57,7 +59,7 @@ def run_file(data: bytes, name: str) -> dict | Exception:
         try:
             source.verify(raw, fmt, services.YELLOW, LABEL, name)
             report = clean.clean_month(raw, fmt, services.YELLOW, MONTH, out, label=LABEL, threads=2)
-        except (source.SourceError, clean.CleanError) as e:
+        except (source.SourceError, clean.CleanError, rawcsv.DamagedSource) as e:
             assert str(e).startswith(f"{LABEL}: "), e
             assert name in str(e), e
             assert not out_dir.exists() or not any(out_dir.iterdir())
@@ -305,29 +307,51 @@ def test_a_stray_quote_in_the_header_is_refused_by_download():
     assert message.startswith(f"{LABEL}: {CSV_NAME}: its header line cannot be read (',' expected after '\"')")
 
 
-def test_counts_that_do_not_add_up_name_the_file():
+def test_counts_that_do_not_add_up_name_the_file_and_the_line():
     """A line break inside a quoted value: DuckDB reads one row where the line count sees two."""
     rows = sample_csv().split(b"\n")
     rows[5] = rows[5].replace(b",N,", b',"N\nY",', 1)
     message = refused(",".join(TABLE.column_names).encode() + b"\n" + b"\n".join(rows) + b"\n", CSV_NAME)
-    assert message.startswith(f"{LABEL}: {CSV_NAME} has {ROWS + 1} rows but ")
+    assert message.startswith(f"{LABEL}: {CSV_NAME} has {ROWS + 1} lines of rows but DuckDB read {ROWS} rows: ")
+    assert "line 7 opens a quoted value that runs on past its line break" in message
+    assert "downloading it again will not help" in message
 
 
-def test_a_csv_the_parser_refuses_names_the_command_that_fetches_it_again(mirror, pipeline, caplog):
-    """The message said "delete it and rerun", but Download's target is the .source.json beside the raw
-    file: with the raw file deleted, Clean failed again, on a missing file. The command it names works."""
+def test_a_row_of_too_many_fields_is_quarantined_whole_and_the_month_loads(mirror, pipeline):
+    """It failed the month, and advised downloading again a file whose new download had the same bytes."""
     served = mirror.root / "yellow" / CSV_NAME
     served.parent.mkdir()
-    served.write_bytes(header_csv() + b",".join([b"1"] * 30) + b"\n")  # a row of 30 fields under 18 columns
+    row = b",".join([b"1"] * 30)
+    served.write_bytes(header_csv() + row + b"\n")  # a row of 30 fields under 18 columns
     pipeline.configure(mirror.template(".csv"))
+
+    assert pipeline.run(TaxiYear(service="yellow", year=2021, months="3")).status == LuigiStatusCode.SUCCESS
+    assert pipeline.counts("yellow_tripdata") == {"2021-03": CLEAN_ROWS}
+    with duckdb.connect(str(pipeline.db), read_only=True) as con:
+        kept = con.execute(
+            "SELECT line_number, raw_line FROM yellow_tripdata_quarantine WHERE reason = 'malformed_row'"
+        ).fetchall()
+    assert kept == [(ROWS + 2, row.decode())]
+
+
+def test_a_damaged_parquet_names_the_command_that_fetches_it_again(mirror, pipeline, caplog):
+    """Only a damaged download advises downloading again; the command it names works."""
+    name = "yellow_tripdata_2021-03.parquet"
+    served = mirror.root / "yellow" / name
+    served.parent.mkdir()
+    pq.write_table(PARQUET_TABLE, served, compression="snappy")
+    good = served.read_bytes()
+    middle = len(good) // 3  # inside the data pages: the footer still reads, the values do not
+    served.write_bytes(good[:middle] + bytes(b ^ 0xFF for b in good[middle : middle + 64]) + good[middle + 64 :])
+    pipeline.configure(mirror.template())
     year = TaxiYear(service="yellow", year=2021, months="3")
 
     assert pipeline.run(year).status == LuigiStatusCode.FAILED
-    assert f"{LABEL}: cannot clean {CSV_NAME}: Invalid Input Error: CSV Error on Line: {ROWS + 2}" in caplog.text
+    assert f"{LABEL}: cannot clean {name}: " in caplog.text
     assert f"`taxi-luigi invalidate {LABEL} --from download` and rerun to download it again." in caplog.text
 
     assert cli.main(["invalidate", "yellow", "2021-03", "--from", "download"]) == 0
-    served.write_bytes(header_csv())
+    served.write_bytes(good)
     assert pipeline.run(year).status == LuigiStatusCode.SUCCESS
-    assert pipeline.counts("yellow_tripdata") == {"2021-03": CLEAN_ROWS}
-    assert mirror.requests[f"/yellow/{CSV_NAME}"] == 2
+    assert pipeline.counts("yellow_tripdata") == {"2021-03": ROWS - sum(PARQUET_REASONS.values())}
+    assert mirror.requests[f"/yellow/{name}"] == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from taxi_luigi import sample, services, source
-from taxi_luigi.source import DamagedSource, NotPublished, SourceError, csv_text
+from taxi_luigi.source import NotPublished, SourceError
 
 YELLOW = services.YELLOW
 
@@ -83,35 +83,6 @@ def test_html_page_instead_of_data_is_refused(mirror, tmp_path):
     with pytest.raises(SourceError, match="returned an HTML page"):
         _fetch(mirror, "yellow/yellow_tripdata_2021-03.csv.gz", tmp_path / "d" / page.name)
     assert _leftovers(tmp_path / "d") == []
-
-
-def test_a_truncated_gzip_is_found_when_decompressed_and_leaves_no_text(mirror, tmp_path):
-    truth = sample.write_month(mirror.root, "yellow", 2021, 3, "dtc", 2000)
-    data = truth.path.read_bytes()
-    truth.path.write_bytes(data[: len(data) // 2])
-    raw = tmp_path / "d" / truth.path.name
-    _fetch(mirror, f"yellow/{truth.path.name}", raw)  # the header is whole: Download checks only that much
-    with pytest.raises(DamagedSource, match=r"yellow 2021-03: yellow_tripdata_2021-03\.csv\.gz is a damaged"):
-        csv_text(raw, ".csv.gz", tmp_path / "text.csv", "yellow 2021-03")
-    assert not (tmp_path / "text.csv").exists()
-
-
-def test_csv_text_counts_rows_of_every_member_of_a_gzip(tmp_path):
-    path = tmp_path / "two.csv.gz"
-    path.write_bytes(gzip.compress(b"a,b\n1,2\n") + gzip.compress(b"3,4\n5,6"))
-    text, rows = csv_text(path, ".csv.gz", tmp_path / "two.csv", "x")
-    assert (rows, text.read_bytes()) == (3, b"a,b\n1,2\n3,4\n5,6")
-    assert csv_text(text, ".csv", tmp_path / "unused", "x") == (text, 3)
-
-
-@pytest.mark.parametrize("piece", [1, 2, 3, 1 << 20])
-def test_csv_rows_skip_blank_lines_wherever_the_pieces_are_cut(piece):
-    text = b"a,b\r\n\r\n1,2\r\n\n\n3,4\n\r\n5,6"
-    counters = source._LineCounter(skip_blank=True), source._LineCounter(skip_blank=False)
-    for i in range(0, len(text), piece):
-        for counter in counters:
-            counter.feed(text[i : i + piece])
-    assert [c.rows() for c in counters] == [3, 7]
 
 
 def test_parquet_without_footer_is_refused(mirror, tmp_path):

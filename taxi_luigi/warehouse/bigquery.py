@@ -88,10 +88,7 @@ def table_schema(svc: Service) -> list[bigquery.SchemaField]:
 
 
 def quarantine_schema(svc: Service) -> list[bigquery.SchemaField]:
-    return [
-        bigquery.SchemaField(f.name, "DATE" if f.name == SOURCE_MONTH.name else "STRING")
-        for f in svc.quarantine_schema()
-    ]
+    return [bigquery.SchemaField(c.name, BQ_TYPES[c.type]) for c in svc.quarantine_columns]
 
 
 ZONES_SCHEMA = [

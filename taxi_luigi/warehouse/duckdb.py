@@ -52,15 +52,8 @@ def table_columns(svc: Service) -> list[tuple[str, str, bool]]:
 
 
 def quarantine_columns(svc: Service) -> list[tuple[str, str, bool]]:
-    """Quarantined values stay text; only the reason and the month are typed and required."""
-    return [
-        (
-            f.name,
-            "DATE" if f.name == SOURCE_MONTH.name else "VARCHAR",
-            f.name in ("reason", SOURCE_MONTH.name),
-        )
-        for f in svc.quarantine_schema()
-    ]
+    """Quarantined values stay text; the reason and the month are required."""
+    return [(c.name, c.duckdb_type, c.name in ("reason", SOURCE_MONTH.name)) for c in svc.quarantine_columns]
 
 
 @contextlib.contextmanager

@@ -68,10 +68,7 @@ def table_columns(svc: Service) -> list[tuple[str, str, bool]]:
 
 
 def quarantine_columns(svc: Service) -> list[tuple[str, str, bool]]:
-    return [
-        (f.name, "date" if f.name == SOURCE_MONTH.name else "text", f.name in ("reason", SOURCE_MONTH.name))
-        for f in svc.quarantine_schema()
-    ]
+    return [(c.name, PG_TYPES[c.type], c.name in ("reason", SOURCE_MONTH.name)) for c in svc.quarantine_columns]
 
 
 class _CsvStream(io.RawIOBase):

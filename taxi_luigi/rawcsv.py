@@ -1,0 +1,222 @@
+"""A raw TLC csv or csv.gz, read apart from DuckDB: its header, its dialect, and what its bytes count.
+
+Clean lets DuckDB parse a month (fast, on every core) and checks what DuckDB read against counts
+taken here, in one pass over the same bytes: the lines after the header and the field separators on
+them. The TLC's own files bend the CSV grammar (research: real-samples/SOURCES.md): a header ended by
+LF before CRLF rows, a blank line after it, a last line ended by LF alone, two empty fields past the
+header on every row. The counts are what lets Clean read such files leniently and still know that no
+row was split, merged or cut short; where they disagree, Clean reads a copy with one line ending.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1 << 20
+HEADER_BYTES = 1 << 16  # the TLC's headers are a few hundred bytes
+SNIFF_BYTES = 1 << 20  # the first rows, for the fields past the header
+MAX_EXTRA = 16  # empty fields past the header worth a column of their own; more are left to the exact read
+
+
+class DamagedSource(Exception):
+    """The raw file turned out unreadable past its header: download it again."""
+
+
+class HeaderError(Exception):
+    """The first line cannot be read as a CSV header."""
+
+
+def _open(path: Path, fmt: str) -> BinaryIO:
+    return gzip.open(path, "rb") if fmt == ".csv.gz" else open(path, "rb")
+
+
+def header(path: Path, fmt: str) -> list[str]:
+    """The column names on the first line, stripped of the spaces some years put around them.
+
+    At most HEADER_BYTES of it: a file without line breaks (or lone CRs only) is not read whole.
+    """
+    try:
+        with _open(path, fmt) as f:
+            line = f.readline(HEADER_BYTES).decode("utf-8-sig", errors="replace").strip("\r\n")
+        columns = next(csv.reader(io.StringIO(line), strict=True), [])  # DuckDB reads no row after a stray quote
+    except (EOFError, gzip.BadGzipFile, zlib.error, csv.Error) as e:
+        raise HeaderError(str(e)) from None
+    if not line.strip():
+        raise HeaderError("the first line is empty")
+    return [c.strip() for c in columns]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What the first rows say of the file: its columns, and the empty fields rows carry past them."""
+
+    columns: list[str]
+    extra: int  # e.g. 2 for green 2013-2015, whose rows end in ",,"
+
+
+def dialect(path: Path, fmt: str) -> Dialect:
+    """The header, and how many empty fields past it the first rows carry (at most MAX_EXTRA)."""
+    columns = header(path, fmt)
+    head, chunks = b"", text_chunks(path, fmt)
+    while len(head) <= SNIFF_BYTES and (chunk := next(chunks, None)) is not None:
+        head += chunk
+    chunks.close()
+    lines = head[:SNIFF_BYTES].split(b"\n")[1:]
+    if len(head) > SNIFF_BYTES:
+        lines = lines[:-1]  # cut by the sniff's end
+    extra = 0
+    for line in lines:
+        try:
+            fields = next(csv.reader([line.rstrip(b"\r").decode("utf-8", errors="replace")], strict=True), [])
+        except csv.Error:
+            continue
+        past = fields[len(columns) :]
+        if past and not any(past):
+            extra = max(extra, len(past))
+    return Dialect(columns, min(extra, MAX_EXTRA))
+
+
+def text_chunks(path: Path, fmt: str) -> Iterator[bytes]:
+    """The file's text a chunk at a time; a csv.gz is unpacked, member after member, its CRC checked.
+
+    Raises DamagedSource for a damaged or truncated gzip: the download is bad, not the data.
+    """
+    if fmt != ".csv.gz":
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+        return
+    try:
+        with open(path, "rb") as f:
+            unzip = zlib.decompressobj(wbits=31)
+            while chunk := f.read(CHUNK):
+                while chunk:
+                    if unzip.eof:  # a gzip file may hold several members, one after another
+                        unzip = zlib.decompressobj(wbits=31)
+                    yield unzip.decompress(chunk)
+                    chunk = unzip.unused_data if unzip.eof else b""
+            if not unzip.eof:
+                raise zlib.error("the file ends inside the compressed stream")
+    except zlib.error as e:
+        raise DamagedSource(f"{path.name} is a damaged or truncated gzip ({e}).") from None
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Counts of the lines after the header, taken on the bytes, not by a CSV parser."""
+
+    lines: int  # every line after the header, blank ones too; a last line without a line break counts
+    blank: int  # lines that are empty or a lone CR (DuckDB skips them); exact unless blank lines touch
+    commas: int  # field separators after the header: a row of n fields has n - 1, outside quotes
+
+    @property
+    def rows(self) -> int:
+        return self.lines - self.blank
+
+
+def tally(path: Path, fmt: str) -> Tally:
+    """One pass over the text. Blank lines are found by their line breaks (``\\n\\n``, ``\\n\\r\\n``),
+    which misses a blank line right after another or across chunks: ``exact_rows`` settles a doubt."""
+    lines = commas = blank = 0
+    header_commas: int | None = None
+    last = b""
+    for chunk in text_chunks(path, fmt):
+        if not chunk:
+            continue
+        if header_commas is None:
+            end = chunk.find(b"\n")
+            header_commas = chunk.count(b",", 0, end if end >= 0 else len(chunk))
+        lines += chunk.count(b"\n")
+        commas += chunk.count(b",")
+        blank += chunk.count(b"\n\n") + chunk.count(b"\n\r\n")
+        last = chunk[-2:]
+    unterminated = bool(last) and not last.endswith(b"\n") and last != b"\r"  # rough: a lone "\r" ends nothing
+    total = lines + unterminated  # the header included
+    return Tally(max(total - 1, 0), blank, commas - (header_commas or 0))
+
+
+def exact_rows(path: Path, fmt: str) -> int:
+    """The non-blank lines after the header, line by line: slower than ``tally``, and exact."""
+    rows = -1  # the header
+    start = b""  # the first bytes of the line still open: enough to tell whether it is blank
+    for chunk in text_chunks(path, fmt):
+        parts = chunk.split(b"\n")
+        for part in parts[:-1]:
+            rows += (start + part)[:2] not in (b"", b"\r")
+            start = b""
+        start = (start + parts[-1])[:2]
+    return rows + (start not in (b"", b"\r"))
+
+
+def write_lf(path: Path, fmt: str, dest: Path) -> None:
+    """The file's text with every CRLF turned into LF, for a strict read with one line ending."""
+    carry = b""
+    with open(dest, "wb") as out:
+        for chunk in text_chunks(path, fmt):
+            text = carry + chunk
+            carry = b"\r" if text.endswith(b"\r") else b""
+            out.write(text[: len(text) - len(carry)].replace(b"\r\n", b"\n"))
+        out.write(carry)
+
+
+def line_numbers(path: Path, fmt: str, offsets: list[int]) -> dict[int, int]:
+    """The line (the header is 1) that starts at or just around each byte offset of the text.
+
+    DuckDB's offset of a line it set aside is its first byte, or the line break before it: a line
+    break (LF, or CR LF) at the offset belongs to the line before.
+    """
+    wanted = sorted(set(offsets))
+    found: dict[int, int] = {}
+    lines, done = 1, 0
+    for chunk in text_chunks(path, fmt):
+        while wanted and wanted[0] < done + len(chunk):
+            at = wanted.pop(0) - done
+            found[at + done] = lines + chunk.count(b"\n", 0, at) + chunk.startswith((b"\n", b"\r\n"), at)
+        if not wanted:
+            break
+        lines += chunk.count(b"\n")
+        done += len(chunk)
+    return found
+
+
+def first_open_quote(path: Path, fmt: str) -> int | None:
+    """The first line (the header is 1) with an odd number of quotes: where a quoted value runs on past
+    the line break, if any does. Line by line, so only for explaining a read that failed."""
+    number, start = 1, b""
+    for chunk in text_chunks(path, fmt):
+        parts = chunk.split(b"\n")
+        for part in parts[:-1]:
+            if (start + part).count(b'"') % 2:
+                return number
+            number, start = number + 1, b""
+        start += parts[-1]
+    return number if start.count(b'"') % 2 else None
+
+
+class Malformed(Exception):
+    """A line the CSV grammar cannot place onto the header's columns; the message says why."""
+
+
+def fields(line: str, width: int) -> tuple[list[str], bool]:
+    """The ``width`` fields of one line, and whether empty fields past them were dropped.
+
+    Raises Malformed for an unbalanced quote, fewer fields than the header, or fields past the
+    header that are not empty: the values cannot be told apart, so the line is kept whole.
+    """
+    try:
+        values = next(csv.reader([line], strict=True), [])
+    except csv.Error as e:
+        raise Malformed(f"unbalanced quote ({e})") from None
+    if len(values) < width:
+        raise Malformed(f"{len(values)} fields where the header has {width}")
+    past = values[width:]
+    if any(past):
+        raise Malformed(f"{len(values)} fields where the header has {width}, and those past it are not empty")
+    return values[:width], bool(past)

@@ -1,0 +1,80 @@
+"""Reading a raw CSV apart from DuckDB: the counts Clean checks DuckDB's reading against, and the lines
+DuckDB set aside, placed by Python's csv module."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+
+import pytest
+
+from taxi_luigi import rawcsv, sample
+
+# A header ended by LF, a blank CRLF line, CRLF rows, LF-only blank lines and a last line with no line break.
+TEXT = b"a,b\n\r\n1,2\r\n\n3,4\r\n5,6"
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_the_tally_counts_lines_blank_lines_and_separators_of_every_gzip_member(tmp_path, members):
+    path = tmp_path / "m.csv.gz"
+    cut = [0, *sorted({len(TEXT) * i // members for i in range(1, members)}), len(TEXT)]
+    path.write_bytes(b"".join(gzip.compress(TEXT[a:b]) for a, b in itertools.pairwise(cut)))
+    plain = tmp_path / "m.csv"
+    plain.write_bytes(TEXT)
+    for p, fmt in ((path, ".csv.gz"), (plain, ".csv")):
+        tally = rawcsv.tally(p, fmt)
+        assert (tally.lines, tally.blank, tally.rows, tally.commas) == (5, 2, 3, 3)
+        assert rawcsv.exact_rows(p, fmt) == 3
+
+
+def test_exact_rows_finds_blank_lines_the_tally_can_miss(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"a,b\n\n\n\r\n1,2\n")  # three blank lines in a row: the tally sees two
+    assert rawcsv.tally(path, ".csv").rows == 2
+    assert rawcsv.exact_rows(path, ".csv") == 1
+
+
+def test_a_truncated_gzip_is_a_damaged_source(tmp_path):
+    truth = sample.write_month(tmp_path, "yellow", 2021, 3, "dtc", 2000)
+    data = truth.path.read_bytes()
+    truth.path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(rawcsv.DamagedSource, match=r"yellow_tripdata_2021-03\.csv\.gz is a damaged or truncated gzip"):
+        rawcsv.tally(truth.path, ".csv.gz")
+
+
+def test_one_line_ending_and_line_numbers_of_offsets(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes(TEXT)
+    copy = tmp_path / "lf.csv"
+    rawcsv.write_lf(path, ".csv", copy)
+    assert copy.read_bytes() == TEXT.replace(b"\r\n", b"\n")
+    starts = {TEXT.index(b"3,4"): 5, TEXT.index(b"1,2"): 3, 0: 1}
+    assert rawcsv.line_numbers(path, ".csv", list(starts)) == starts
+    for before in (TEXT.index(b"5,6") - 2, TEXT.index(b"5,6") - 1):  # DuckDB may give the CR LF before the line
+        assert rawcsv.line_numbers(path, ".csv", [before]) == {before: 6}
+
+
+def test_the_dialect_sees_the_empty_fields_past_the_header(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"VendorID,Trip_type \n\r\n2,1,,\r\n2,,,\r\n2,1,x,\r\n")
+    found = rawcsv.dialect(path, ".csv")
+    assert found.columns == ["VendorID", "Trip_type"]  # the trailing space of 2013-2016 green
+    assert found.extra == 2  # the row with "x" past the header is malformed, not a layout
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('1,"2', "unbalanced quote"),
+        ("1", "1 fields where the header has 2"),
+        ("1,2,3", "3 fields where the header has 2, and those past it are not empty"),
+    ],
+)
+def test_a_line_the_grammar_cannot_place_says_why(line, problem):
+    with pytest.raises(rawcsv.Malformed, match=problem):
+        rawcsv.fields(line, 2)
+
+
+def test_empty_fields_past_the_header_are_dropped():
+    assert rawcsv.fields("1,2,,", 2) == (["1", "2"], True)
+    assert rawcsv.fields('"1","2"', 2) == (["1", "2"], False)
