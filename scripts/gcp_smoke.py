@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", required=True)
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--location", default="US", help="the bucket's location; the dataset is made there")
+    parser.add_argument(
+        "--location", default="US", help="the dataset's location (made there); the bucket must be one it loads from"
+    )
     parser.add_argument("--prefix", default="taxi-luigi-smoke")
     parser.add_argument("--gcs-endpoint", default="", help="an emulator's URL (default: Google's)")
     parser.add_argument("--bigquery-endpoint", default="", help="an emulator's URL (default: Google's)")

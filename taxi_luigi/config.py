@@ -75,10 +75,13 @@ class lake(luigi.Config):
 
 
 class gcp(luigi.Config):
-    """One project and one location for the bucket check, the BigQuery dataset and every job."""
+    """One project, and one location: the BigQuery dataset's and every job's. A GCS lake's bucket need not be
+    there, only where BigQuery loads from into it (taxi_luigi.gcp_locations): a US dataset, from anywhere."""
 
     project = luigi.Parameter(default="", description="Empty: the project of the Application Default Credentials")
-    location = luigi.Parameter(default="US", description="The bucket's and the dataset's location, e.g. US, EU")
+    location = luigi.Parameter(
+        default="US", description="The BigQuery dataset's and every job's location, e.g. US, EU, europe-west1"
+    )
 
 
 class bigquery(luigi.Config):

@@ -28,6 +28,15 @@ def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
 
 
 @pytest.fixture(scope="session")
+def gcs_europe_west1(gcs: FakeGcs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
+    """A second fake-gcs-server whose buckets are in EUROPE-WEST1 (one server has one location for all its buckets),
+    on the first one's root, so the bigquery fixture's emulator reads its objects too."""
+    here = tmp_path_factory.mktemp("gcs-europe-west1")
+    with FakeGcs(root=gcs.root, log=here / "fake-gcs-server.log", location="EUROPE-WEST1") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def bigquery(gcs: FakeGcs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
     here = tmp_path_factory.mktemp("bigquery")
     with BigQueryEmulator(log=here / "bqemulator.log", gcs_root=gcs.root) as server:

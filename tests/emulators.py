@@ -144,14 +144,17 @@ class FakeGcs(Emulator):
     """fake-gcs-server, storing gs://bucket/a/b.parquet as the plain file root/bucket/a/b.parquet.
 
     That is the layout bqemulator reads gs:// URIs from (BQEMU_GCS_LOCAL_ROOT); metadata goes to extended attributes.
+    The server reports one location for every bucket, whatever create_bucket asked for: ``location`` (its -location
+    flag), by default US-CENTRAL1. A bucket elsewhere takes a second server, which may share the root.
     """
 
     name = "fake-gcs-server"
     ready_path = "/storage/v1/b"
 
-    def __init__(self, root: Path, log: Path) -> None:
+    def __init__(self, root: Path, log: Path, location: str = "US-CENTRAL1") -> None:
         super().__init__(log)
         self.root = root
+        self.location = location
 
     def command(self) -> list[str]:
         # The wheel bundles one binary per platform; the wrapper's own FakeGCSServer class would keep the
@@ -164,6 +167,7 @@ class FakeGcs(Emulator):
             *("-backend", "filesystem", "-filesystem-root", str(self.root)),
             # Resumable uploads continue at the Location the server returns: it must be this address.
             *("-external-url", self.url),
+            *("-location", self.location),
             *("-log-level", "warn"),
         ]
 

@@ -88,6 +88,35 @@ def test_gcs_emulator_ignores_generation_precondition_on_resumable_upload(gcs: F
     assert bucket.blob("once.bin").download_as_bytes() == second
 
 
+def test_gcs_emulator_reports_its_one_location_for_every_bucket(gcs: FakeGcs, gcs_europe_west1: FakeGcs) -> None:
+    """Real GCS creates a bucket where create_bucket(location=...) asks; fake-gcs-server reports its -location for
+    every bucket: a bucket elsewhere takes a second server (here on the same root, so the same bucket shows in both)."""
+    gcs.client().create_bucket("asked-for-eu", location="EU")
+    assert gcs.client().get_bucket("asked-for-eu").location == "US-CENTRAL1"
+    assert gcs_europe_west1.client().get_bucket("asked-for-eu").location == "EUROPE-WEST1"
+
+
+def test_bigquery_emulator_loads_into_an_eu_dataset_from_a_bucket_anywhere(
+    gcs: FakeGcs, bigquery: BigQueryEmulator
+) -> None:
+    """Real BigQuery refuses to load an EU dataset from a US-CENTRAL1 bucket ("Cannot read and write in different
+    locations"); bqemulator loads it. So the tests check taxi-luigi's own refusal, made before any upload."""
+    client = bigquery.client()
+    dataset = bq.Dataset(f"{client.project}.in_eu")
+    dataset.location = "EU"
+    client.create_dataset(dataset)
+    table = bq.Table(f"{client.project}.in_eu.loads", schema=SCHEMA)
+    client.create_table(table)
+    bucket = gcs.client().create_bucket("us-central1-lake")
+    assert bucket.location == "US-CENTRAL1"
+    bucket.blob("m.parquet").upload_from_string(month_parquet(dt.date(2023, 3, 1), 4))
+    config = bq.LoadJobConfig(source_format=bq.SourceFormat.PARQUET)
+    client.load_table_from_uri(
+        "gs://us-central1-lake/m.parquet", "in_eu.loads", job_config=config, location="EU"
+    ).result()
+    assert next(iter(client.query("SELECT count(*) FROM in_eu.loads", location="EU").result()))[0] == 4
+
+
 def test_bigquery_loads_from_file_and_from_gcs(gcs: FakeGcs, bigquery: BigQueryEmulator) -> None:
     client = bigquery.client()
     table = new_table(client, "loads")

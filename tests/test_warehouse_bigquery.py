@@ -15,11 +15,11 @@ import pytest
 import requests
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import sample, services, status
+from taxi_luigi import config, sample, services, status
 from taxi_luigi.tasks import Clean, Download, Load, Publish, TaxiYear
 from taxi_luigi.warehouse import warehouse_for
 
-EMULATOR_LOCATION = "US-CENTRAL1"  # fake-gcs-server puts every bucket there; bucket and dataset must agree
+EMULATOR_LOCATION = "US-CENTRAL1"  # where fake-gcs-server puts every bucket: a us-central1 dataset loads from it
 
 
 @pytest.fixture
@@ -32,15 +32,16 @@ def gcp(pipeline, gcs, bigquery, mirror):
         client = bigquery.client()
 
         @staticmethod
-        def configure(lake_root: str | None = None, template: str = "") -> None:
-            pipeline.configure(
-                template or mirror.template(),
-                lake={"root": lake_root or f"gs://{bucket}/tlc"},
-                gcs={"api_endpoint": gcs.url},
-                gcp={"location": EMULATOR_LOCATION},
-                warehouse={"url": f"bigquery://test/{dataset}"},
-                bigquery={"api_endpoint": bigquery.url},
-            )
+        def configure(lake_root: str | None = None, template: str = "", **sections: dict[str, object]) -> None:
+            """The pipeline on the emulators; ``sections`` replace whole sections (``gcp={}``: luigi.cfg's)."""
+            defaults = {
+                "lake": {"root": lake_root or f"gs://{bucket}/tlc"},
+                "gcs": {"api_endpoint": gcs.url},
+                "gcp": {"location": EMULATOR_LOCATION},
+                "warehouse": {"url": f"bigquery://test/{dataset}"},
+                "bigquery": {"api_endpoint": bigquery.url},
+            }
+            pipeline.configure(template or mirror.template(), **{**defaults, **sections})
 
         @staticmethod
         def counts(table: str) -> dict[str, int]:
@@ -150,6 +151,70 @@ def test_a_local_lake_loads_into_bigquery_from_files(mirror, pipeline, gcp, tmp_
     assert pipeline.run(TaxiYear(service="green", year=2021, months="8")).status == LuigiStatusCode.SUCCESS
     assert gcp.counts("green_tripdata") == {"2021-08": truth.clean}
     assert gcp.log_rows() == 1
+
+
+def test_the_default_us_dataset_loads_from_a_bucket_in_a_region(mirror, pipeline, gcp, gcs):
+    """BigQuery loads a US dataset from a bucket in any location: with [gcp] location at luigi.cfg's default (US), the
+    emulator's US-CENTRAL1 bucket publishes and loads."""
+    truth = sample.write_month(mirror.root, "green", 2022, 5, "tlc", 400)
+    gcp.configure(gcp={})
+    assert config.gcp().location == "US"
+    assert gcs.client().get_bucket(gcp.bucket.name).location == "US-CENTRAL1"
+
+    assert pipeline.run(TaxiYear(service="green", year=2022, months="5")).status == LuigiStatusCode.SUCCESS
+
+    assert gcp.counts("green_tripdata") == {"2022-05": truth.clean}
+    assert gcp.log_rows() == 1
+    assert gcp.client.get_dataset(f"test.{gcp.dataset}").location == "US"
+
+
+@pytest.mark.parametrize(
+    ("location", "rule"),
+    [
+        ("EU", "a dataset in the EU multi-region loads only from a bucket in EU or in a region inside it"),
+        ("europe-west1", "a dataset in the region europe-west1 loads only from a bucket in that same region"),
+    ],
+)
+def test_a_dataset_that_cannot_load_from_the_bucket_stops_publish_before_any_upload(
+    mirror, pipeline, gcp, gcs, location, rule
+):
+    sample.write_month(mirror.root, "yellow", 2022, 3, "tlc", 300)
+    gcp.configure(gcp={"location": location})
+    load = Load(service="yellow", month=dt.date(2022, 3, 1))
+    scheduler = luigi.scheduler.Scheduler()
+    with luigi.worker.Worker(scheduler=scheduler, no_install_shutdown_handler=True) as worker:
+        worker.add(load)
+        assert not worker.run()
+
+    publish = load.requires()
+    error = scheduler.fetch_error(publish.task_id)["error"]
+    assert (
+        f"the bucket gs://{gcp.bucket.name} is in US-CENTRAL1 and the BigQuery dataset's location is {location} "
+        f"([gcp] location): BigQuery would refuse to load it, since {rule}" in error
+    )
+    assert "set [gcp] location to US, whose datasets load from a bucket in any location" in error
+    assert publish.requires().complete() and not publish.complete()  # cleaned, then stopped
+    assert list(gcs.client().list_blobs(gcp.bucket.name)) == []  # nothing uploaded
+    assert gcp.dataset not in {d.dataset_id for d in gcp.client.list_datasets()}  # nor loaded
+
+
+@pytest.mark.parametrize("location", ["europe-west1", "EU"])
+def test_a_dataset_in_europe_loads_from_a_bucket_in_europe_west1(mirror, pipeline, gcp, gcs_europe_west1, location):
+    """A regional dataset loads from a bucket in its own region, and an EU dataset from one in a region inside EU.
+    The bucket is on a second fake-gcs-server, started in EUROPE-WEST1: the emulator's only way to put one there."""
+    truth = sample.write_month(mirror.root, "fhv", 2021, 9, "tlc", 500)
+    bucket = gcs_europe_west1.client().create_bucket(f"lake-{uuid.uuid4().hex[:10]}")
+    assert gcs_europe_west1.client().get_bucket(bucket.name).location == "EUROPE-WEST1"
+    gcp.configure(
+        lake_root=f"gs://{bucket.name}/tlc", gcs={"api_endpoint": gcs_europe_west1.url}, gcp={"location": location}
+    )
+
+    assert pipeline.run(TaxiYear(service="fhv", year=2021, months="9")).status == LuigiStatusCode.SUCCESS
+
+    assert gcp.counts("fhv_tripdata") == {"2021-09": truth.clean}
+    assert gcp.log_rows() == 1
+    assert gcp.client.get_dataset(f"test.{gcp.dataset}").location == location
+    assert len(list(gcs_europe_west1.client().list_blobs(bucket.name))) == 4
 
 
 def test_the_smoke_script_for_real_gcp_passes_on_the_emulators(gcs, bigquery):

@@ -18,7 +18,7 @@ from google.api_core import exceptions
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from taxi_luigi import config, staging
+from taxi_luigi import config, gcp_locations, staging
 from taxi_luigi.lake import Lake, LakeError, month_name
 
 MULTIPART_LIMIT = 8 * 1024 * 1024  # the client uploads larger files in resumable chunks
@@ -48,6 +48,8 @@ class GCSLake(Lake):
         self.client = client(where.project, settings.api_endpoint)
         self.bucket = self.client.bucket(bucket)
         self.location = where.location
+        # Only BigQuery cares where the bucket is: it loads from it. DuckDB and PostgreSQL load local copies.
+        self.loads_into_bigquery = config.warehouse().url.startswith("bigquery://")
         self.chunk = settings.chunk_mb * 1024 * 1024
         self.timeout = settings.timeout_seconds
         self.retry = DEFAULT_RETRY.with_timeout(settings.retry_seconds)
@@ -137,7 +139,10 @@ class GCSLake(Lake):
         return {"generation": blob.generation, "crc32c": blob.crc32c}
 
     def _check_bucket(self) -> None:
-        """Once per process: the bucket exists and is where the dataset and the jobs will be."""
+        """Once, before this lake's first upload: the bucket exists and, when the warehouse is BigQuery, is
+        one BigQuery loads from into a dataset in ``[gcp] location``, so a month it would refuse stops here,
+        with the rule, rather than at its Load after every upload ("Cannot read and write in different
+        locations")."""
         if self._checked:
             return
         try:
@@ -147,10 +152,15 @@ class GCSLake(Lake):
                 f"the bucket gs://{self.bucket.name} does not exist: create it in {self.location} "
                 f"(gcloud storage buckets create gs://{self.bucket.name} --location={self.location})."
             ) from None
-        if (bucket.location or "").upper() != self.location.upper():
+        if self.loads_into_bigquery and (
+            rule := gcp_locations.load_refusal(self.location, bucket.location or "", bucket.location_type or "")
+        ):
             raise LakeError(
-                f"the bucket gs://{self.bucket.name} is in {bucket.location} but [gcp] location is {self.location}: "
-                "BigQuery loads from a bucket only in the dataset's location. Set [gcp] location to match."
+                f"the bucket gs://{self.bucket.name} is in {bucket.location} and the BigQuery dataset's location "
+                f"is {self.location} ([gcp] location): BigQuery would refuse to load it, since {rule}. Put the lake "
+                f"in a bucket in {self.location}, or set [gcp] location to US, whose datasets load from a bucket in "
+                "any location (for a dataset not created yet: an existing one keeps its location). Nothing was "
+                "uploaded."
             )
         self._checked = True
 

@@ -135,7 +135,8 @@ class BigQueryWarehouse(Warehouse):
         if dataset.location and dataset.location.upper() != self.location.upper():
             raise WarehouseError(
                 f"the dataset {self!r} is in {dataset.location} but [gcp] location is {self.location}: set it to "
-                "the dataset's location (the bucket must be there too)."
+                "the dataset's location, where every job runs (a GCS lake's bucket must then be one BigQuery loads "
+                "from into it: see docs/gcp.md)."
             )
         clustering = [c for c in ("pu_location_id", "do_location_id") if c in {col.name for col in svc.columns}]
         for name, schema in ((svc.table, table_schema(svc)), (svc.quarantine_table, quarantine_schema(svc))):
