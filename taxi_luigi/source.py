@@ -7,7 +7,6 @@ service asked for, so the Download target existing means the download is complet
 from __future__ import annotations
 
 import csv
-import errno
 import gzip
 import http.client
 import io
@@ -21,6 +20,7 @@ import urllib.request
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from errno import ECONNREFUSED, EHOSTUNREACH, ENETUNREACH
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,7 +37,7 @@ NOT_FOUND_STATUS = frozenset({403, 404, 410})
 RANGE_NOT_SATISFIABLE = 416
 #: Connecting failed before any server answered, and waiting will not change that: nothing listens on that port
 #: (a mistyped port, a server that is not running), or this machine has no route to the host (offline).
-NO_ROUTE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH})
+NO_ROUTE_ERRNOS = frozenset({ECONNREFUSED, ENETUNREACH, EHOSTUNREACH})
 #: How long to wait before asking the resolver once more after EAI_AGAIN ("Temporary failure in name
 #: resolution"), the answer of a machine with no network or no DNS server; it is asked once more only.
 RESOLVE_AGAIN_SECONDS = 1.0
@@ -322,7 +322,7 @@ def _unreachable_message(label: str, url: str, reason: OSError) -> str:
             f"{host} does not resolve ({reason.strerror}). Check the host in [source] url_template (or preset), "
             "and this machine's DNS"
         )
-    elif reason.errno == errno.ECONNREFUSED:
+    elif reason.errno == ECONNREFUSED:
         why = (
             f"{host} refused the connection ({reason.strerror}): nothing listens there. Check the host and port in "
             "[source] url_template, and that the server is running"
