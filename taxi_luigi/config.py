@@ -39,7 +39,11 @@ class source(luigi.Config):
     zones_url = luigi.Parameter(
         default="", description="taxi_zone_lookup.csv: http(s)://, file:// or a path. Empty: the preset's."
     )
-    retries = luigi.IntParameter(default=4, description="Retries after a 5xx or a connection error")
+    retries = luigi.IntParameter(
+        default=4,
+        description="Retries after a 5xx, a dropped connection or a timeout; a host that does not resolve, refuses "
+        "or has no route is not retried",
+    )
     backoff_seconds = luigi.FloatParameter(default=2.0, description="First retry delay; doubles each time")
     timeout_seconds = luigi.FloatParameter(default=60.0, description="Socket timeout per read")
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import socket
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from errno import ECONNREFUSED, EHOSTUNREACH, ENETUNREACH
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,6 +31,12 @@ RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: CloudFront answers 403 for a file that does not exist yet, GitHub releases 404.
 NOT_FOUND_STATUS = frozenset({403, 404, 410})
 RANGE_NOT_SATISFIABLE = 416
+#: Connecting failed before any server answered, and waiting will not change that: nothing listens on that port
+#: (a mistyped port, a server that is not running), or this machine has no route to the host (offline).
+NO_ROUTE_ERRNOS = frozenset({ECONNREFUSED, ENETUNREACH, EHOSTUNREACH})
+#: How long to wait before asking the resolver once more after EAI_AGAIN ("Temporary failure in name
+#: resolution"), the answer of a machine with no network or no DNS server; it is asked once more only.
+RESOLVE_AGAIN_SECONDS = 1.0
 
 
 class SourceError(Exception):
@@ -37,6 +45,11 @@ class SourceError(Exception):
 
 class NotPublished(SourceError):
     """The source has no file for this month (yet)."""
+
+
+class Unreachable(SourceError):
+    """The source's host does not resolve, refuses the connection or has no route: every month of the run
+    would fail the same way, so it is neither retried with backoff nor "not yet available"."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +196,8 @@ class Remote:
 
 
 def probe(url: str, label: str, *, retries: int = 4, backoff: float = 2.0, timeout: float = 60.0) -> Remote | None:
-    """Whether the source has published the file (None: not yet), and its size and version if so.
+    """Whether the source has published the file (None: not yet), and its size and version if so; a host that
+    cannot be reached is Unreachable, never "not yet".
 
     A ranged GET of one byte rather than a HEAD: urllib turns a redirected HEAD into a full GET,
     and GitHub's release downloads redirect. Servers that ignore the range still only send headers
@@ -208,13 +222,32 @@ def probe(url: str, label: str, *, retries: int = 4, backoff: float = 2.0, timeo
         return None
 
 
+def check_reachable(url: str, label: str, timeout: float) -> None:
+    """Raise Unreachable if ``url``'s host cannot be reached at all; say nothing of any other answer.
+
+    One ``probe`` without retries, before a run fans out over months that would each find the same thing: a 404
+    or a 5xx means a server answered, and a timeout or a reset is left to the downloads and their retries.
+    """
+    try:
+        probe(url, label, retries=0, timeout=timeout)
+    except Unreachable:
+        raise
+    except SourceError:
+        pass
+
+
 T = TypeVar("T")
 
 
 def _retrying(attempt: Callable[[], T], label: str, url: str, what: str, retries: int, backoff: float) -> T:
     """``attempt()`` until it returns, again after a retryable HTTP status or a network error, waiting
-    ``backoff`` seconds, doubled each time. A missing file is NotPublished; other statuses fail at once."""
+    ``backoff`` seconds, doubled each time. A missing file is NotPublished; other statuses fail at once.
+
+    A host that cannot be reached at all (see ``_no_route``) is Unreachable at once: backoff would only make an
+    offline run or a mistyped host take minutes to say so. EAI_AGAIN alone is asked once more, a second later,
+    for a resolver that hiccuped."""
     failures = 0
+    resolved_again = False
     while True:
         try:
             return attempt()
@@ -229,6 +262,12 @@ def _retrying(attempt: Callable[[], T], label: str, url: str, what: str, retries
                 raise SourceError(f"{label}: {url} answered HTTP {e.code} {e.reason}; not retried.") from None
             error: Exception = e
         except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as e:
+            if isinstance(e, urllib.error.URLError) and _no_route(e.reason):
+                if _resolving_again(e.reason) and not resolved_again:
+                    resolved_again = True
+                    time.sleep(RESOLVE_AGAIN_SECONDS)
+                    continue
+                raise Unreachable(_unreachable_message(label, url, e.reason)) from None
             error = e
         failures += 1
         if failures > retries:
@@ -237,6 +276,55 @@ def _retrying(attempt: Callable[[], T], label: str, url: str, what: str, retries
                 "Nothing is marked complete; rerun when the source is reachable."
             ) from None
         time.sleep(backoff * 2 ** (failures - 1))
+
+
+def _no_route(reason: object) -> bool:
+    """Whether urlopen failed before reaching any server, for a reason backoff does not cure: the name does not
+    resolve (every getaddrinfo error: EAI_NONAME, EAI_NODATA, EAI_FAIL are answers, not timeouts; EAI_AGAIN is
+    asked once more), or connecting was refused or had no route. A connect timeout is not one of them: it stays
+    retried, as a congested network may clear."""
+    return isinstance(reason, socket.gaierror) or (isinstance(reason, OSError) and reason.errno in NO_ROUTE_ERRNOS)
+
+
+def _resolving_again(reason: object) -> bool:
+    return isinstance(reason, socket.gaierror) and reason.errno == socket.EAI_AGAIN
+
+
+def _contacted(url: str) -> str:
+    """The host[:port] urlopen connects to for ``url``: its own, or the proxy's from the environment
+    (``https_proxy`` and the like), whose name is then the one that failed. Credentials are left out."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        via = urllib.parse.urlsplit(proxy if "://" in proxy else f"//{proxy}")
+        return f"the proxy {via.netloc.rpartition('@')[2]} ({parts.scheme}_proxy)"
+    return parts.netloc.rpartition("@")[2]
+
+
+def _unreachable_message(label: str, url: str, reason: OSError) -> str:
+    host = _contacted(url)
+    if _resolving_again(reason):
+        why = (
+            f"{host} could not be resolved, twice {RESOLVE_AGAIN_SECONDS:g} s apart ({reason.strerror}): no network, "
+            "or no DNS server answering? Check this machine's network and DNS, and the host in [source] url_template "
+            "(or preset)"
+        )
+    elif isinstance(reason, socket.gaierror):
+        why = (
+            f"{host} does not resolve ({reason.strerror}). Check the host in [source] url_template (or preset), "
+            "and this machine's DNS"
+        )
+    elif reason.errno == ECONNREFUSED:
+        why = (
+            f"{host} refused the connection ({reason.strerror}): nothing listens there. Check the host and port in "
+            "[source] url_template, and that the server is running"
+        )
+    else:
+        why = (
+            f"no route to {host} ({reason.strerror}): is this machine offline? Check its network, and the host in "
+            "[source] url_template (or preset)"
+        )
+    return f"{label}: cannot reach the source ({url}): {why}; nothing is marked complete."
 
 
 def _expected_total(resp: http.client.HTTPResponse, offset: int) -> int | None:

@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import luigi
@@ -285,9 +284,35 @@ class _MonthsWrapper(luigi.WrapperTask):
     def month_list(self) -> list[dt.date]:
         raise NotImplementedError
 
-    def requires(self) -> Iterator[Load]:
-        for month in self.month_list():
-            yield Load(service=self.service, month=month)
+    def loads(self) -> list[Load]:
+        return [Load(service=self.service, month=month) for month in self.month_list()]
+
+    def requires(self) -> list[Load]:
+        """The months' loads, once the source is known to be reachable if any of them has to download."""
+        loads = self.loads()
+        self.check_source(loads)
+        return loads
+
+    def check_source(self, loads: list[Load]) -> None:
+        """Fail the whole run here, before a single month is scheduled, if the source cannot be reached.
+
+        A host that does not resolve, refuses connections or has no route would fail every month alike, each
+        with its own traceback; this is one look (``source.check_reachable``) at the first month Luigi would
+        download, and one error (Luigi: "failed scheduling", exit 35). Months that are published, cleaned or
+        downloaded already need no source, so a run with only those left never looks and works offline.
+        """
+        downloads = [Download(service=self.service, month=load.month) for load in loads]
+        unfetched = [d for d in downloads if not (d.complete() or Clean(service=d.service, month=d.month).complete())]
+        if not unfetched:
+            return
+        published = lake.lake_for(config.lake().root).manifest_checksums(self.service, [d.month for d in unfetched])
+        if pending := [d for d in unfetched if d.month not in published]:
+            source.check_reachable(pending[0].url(), self.span(), config.source().timeout_seconds)
+
+    def span(self) -> str:
+        """The first and last months asked for, e.g. "yellow 2023-01..2023-12": the message is about all of them."""
+        months = self.month_list()
+        return f"{self.service} {months[0]:%Y-%m}" + (f"..{months[-1]:%Y-%m}" if len(months) > 1 else "")
 
     def complete(self) -> bool:
         """Done when every month's latest load carries its manifest's checksum.
@@ -295,7 +320,7 @@ class _MonthsWrapper(luigi.WrapperTask):
         Asked of all the months at once, so a finished year costs one look at the lake (one
         listing on GCS) and one warehouse query in all, instead of some per month.
         """
-        loads = list(self.requires())
+        loads = self.loads()
         if not loads:
             return True
         published = loads[0].requires().lake().manifest_checksums(self.service, [load.month for load in loads])
@@ -332,6 +357,10 @@ class TaxiHistory(_MonthsWrapper):
 
     start = luigi.MonthParameter(default=None, description="YYYY-MM; default: the service's first month")
     through = luigi.MonthParameter(default=None, description="YYYY-MM; default: last month")
+
+    def check_source(self, loads: list[Load]) -> None:
+        """Nothing more to check: ``month_list`` has asked the source already, and a source it could not reach
+        raised Unreachable there (from ``complete``, so Luigi reports this task as failed scheduling)."""
 
     def month_list(self) -> list[dt.date]:
         if not hasattr(self, "_months"):  # probed once per instance: requires() is asked often

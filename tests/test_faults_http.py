@@ -115,19 +115,24 @@ def test_a_connection_reset_every_time_fails_after_the_retries_with_a_clear_erro
     assert not any((tmp_path / "d").iterdir())
 
 
-def test_a_server_that_is_down_is_retried_then_fails_with_a_clear_error(tmp_path):
-    """Connection refused: a port of 127.0.0.1 that nothing listens on any more."""
+def test_a_server_that_is_down_fails_at_once_naming_the_host_and_port(tmp_path):
+    """Connection refused: a port of 127.0.0.1 that nothing listens on any more. Nothing listening is a wrong
+    port or a server that is not running, not a blip: no backoff (5 s here, were it retried)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}/yellow/yellow_tripdata_2021-03.parquet"
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/yellow/yellow_tripdata_2021-03.parquet"
     dest = tmp_path / "d" / "raw.parquet"
+    started = time.monotonic()
 
-    with pytest.raises(SourceError) as err:
-        source.fetch(url, dest, services.YELLOW, LABEL, retries=2, backoff=0.01, timeout=1)
+    with pytest.raises(source.Unreachable) as err:
+        source.fetch(url, dest, services.YELLOW, LABEL, retries=2, backoff=5, timeout=1)
 
+    assert time.monotonic() - started < 1
     assert str(err.value) == (
-        f"{LABEL}: download of {url} failed after 3 attempts ([Errno 111] Connection refused). "
-        "Nothing is marked complete; rerun when the source is reachable."
+        f"{LABEL}: cannot reach the source ({url}): 127.0.0.1:{port} refused the connection (Connection refused): "
+        "nothing listens there. Check the host and port in [source] url_template, and that the server is running; "
+        "nothing is marked complete."
     )
     assert not any(dest.parent.iterdir())
 
