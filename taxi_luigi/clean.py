@@ -133,23 +133,39 @@ def reason_expr(svc: Service, cmap: ColumnMap, month: dt.date) -> str:
     return f"CASE {whens} END"
 
 
-def month_queries(svc: Service, cmap: ColumnMap, month: dt.date, relation: str) -> tuple[str, str]:
-    """The SELECTs of the month's clean rows and of its quarantined rows, raw values as text."""
-    month_sql = f"DATE {sql_literal(month.isoformat())}"
+def month_query(svc: Service, cmap: ColumnMap, month: dt.date, relation: str) -> str:
+    """The one SELECT that maps a source relation onto the month's rows, whichever their fate.
+
+    Its columns: the canonical ones, typed; ``__reason`` (null for a clean row); and, for a quarantined
+    row only, the source values as text in ``__raw_<column>`` (null otherwise, so clean rows carry
+    nothing extra). ``clean_query`` and ``quarantine_query`` cut the two outputs from it.
+    """
     typed = [f"{typed_expr(c, cmap.sources(c.name))} AS {sql_ident(c.name)}" for c in svc.columns]
-    raw_cols = [f"{raw_expr(cmap.sources(c.name))} AS {sql_ident(c.name)}" for c in svc.columns]
-    other = f"{other_expr(cmap.other)} AS other_columns"
+    raw = [
+        f"CASE WHEN __reason IS NOT NULL THEN {raw_expr(cmap.sources(c.name))} END AS {sql_ident('__raw_' + c.name)}"
+        for c in svc.columns
+    ]
+    return (
+        f"SELECT {', '.join(typed)}, {other_expr(cmap.other)} AS other_columns, "
+        f"DATE {sql_literal(month.isoformat())} AS source_month, __reason, {', '.join(raw)} "
+        f"FROM (SELECT *, {reason_expr(svc, cmap, month)} AS __reason FROM {relation})"
+    )
+
+
+def clean_query(svc: Service, mapped: str) -> str:
+    """The clean rows of ``month_query``'s output, in the canonical schema."""
+    names = ", ".join(sql_ident(c.name) for c in svc.all_columns)
+    return f"SELECT {names} FROM {mapped} WHERE __reason IS NULL"
+
+
+def quarantine_query(svc: Service, mapped: str) -> str:
+    """The quarantined rows of ``month_query``'s output, in the quarantine's schema (values as text)."""
+    values = ", ".join(f"{sql_ident('__raw_' + c.name)} AS {sql_ident(c.name)}" for c in svc.columns)
     no_line = ", ".join(f"NULL::{c.duckdb_type} AS {sql_ident(c.name)}" for c in QUARANTINE_LINE)
-    reason = reason_expr(svc, cmap, month)
-    clean_sql = (
-        f"SELECT * EXCLUDE (__reason) FROM (SELECT {', '.join(typed)}, {other}, "
-        f"{month_sql} AS source_month, {reason} AS __reason FROM {relation}) WHERE __reason IS NULL"
+    return (
+        f"SELECT {values}, other_columns, __reason AS reason, source_month, {no_line} FROM {mapped} "
+        "WHERE __reason IS NOT NULL"
     )
-    quarantine_sql = (
-        f"SELECT * FROM (SELECT {', '.join(raw_cols)}, {other}, {reason} AS reason, "
-        f"{month_sql} AS source_month, {no_line} FROM {relation}) WHERE reason IS NOT NULL"
-    )
-    return clean_sql, quarantine_sql
 
 
 def malformed_query(svc: Service, month: dt.date, relation: str) -> str:
@@ -163,9 +179,10 @@ def malformed_query(svc: Service, month: dt.date, relation: str) -> str:
 
 @dataclass
 class _Read:
-    """The month's rows as DuckDB relations over the source's own columns, ready for the two SELECTs."""
+    """The month's rows as relations of ``month_query``'s output (a staged parquet, or the query itself),
+    ready for the two outputs to be cut from them."""
 
-    relations: list[str]
+    mapped: list[str]
     cmap: ColumnMap
     rows_in: int
     malformed: str | None = None  # a relation of (line_number, raw_line)
@@ -201,14 +218,13 @@ def clean_month(
             ExitStack() as scratch,
         ):
             if fmt == ".parquet":
-                read = _read_parquet(con, raw, svc)
+                read = _read_parquet(con, raw, svc, month)
             else:
-                read = _CsvRead(con, raw, fmt, svc, label, out, scratch, say).read()
-            clean_parts, quarantine_parts = zip(
-                *(month_queries(svc, read.cmap, month, relation) for relation in read.relations), strict=True
-            )
+                read = _CsvRead(con, raw, fmt, svc, month, label, out, scratch, say).read()
+            clean_parts = [clean_query(svc, mapped) for mapped in read.mapped]
+            quarantine_parts = [quarantine_query(svc, mapped) for mapped in read.mapped]
             if read.malformed:
-                quarantine_parts = (*quarantine_parts, malformed_query(svc, month, read.malformed))
+                quarantine_parts.append(malformed_query(svc, month, read.malformed))
             first = 1 if fmt == ".parquet" else 80  # a CSV's parse took the first 80 %
             say(first, "cleaning")
             with progress_of.watch(con, say, first, 90, lambda: read.rows_in, "cleaned"):
@@ -256,10 +272,12 @@ def clean_month(
     return report
 
 
-def _read_parquet(con: duckdb.DuckDBPyConnection, raw: Path, svc: Service) -> _Read:
+def _read_parquet(con: duckdb.DuckDBPyConnection, raw: Path, svc: Service, month: dt.date) -> _Read:
+    """A parquet source is mapped on the fly, once for each output: cheaper than staging it."""
     relation = f"read_parquet({sql_literal(str(raw))})"
     columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
-    return _Read([relation], services.map_columns(svc, columns), pq.ParquetFile(raw).metadata.num_rows)
+    cmap = services.map_columns(svc, columns)
+    return _Read([f"({month_query(svc, cmap, month, relation)})"], cmap, pq.ParquetFile(raw).metadata.num_rows)
 
 
 def scan_type(col: Column | None) -> str:
@@ -290,12 +308,14 @@ class _CsvRead:
         raw: Path,
         fmt: str,
         svc: Service,
+        month: dt.date,
         label: str,
         out: Outputs,
         scratch: ExitStack,
         say: Callable[[int, str], None],
     ) -> None:
-        self.con, self.raw, self.fmt, self.svc, self.label, self.say = con, raw, fmt, svc, label, say
+        self.con, self.raw, self.fmt, self.svc, self.month, self.label = con, raw, fmt, svc, month, label
+        self.say = say
         self.out, self.scratch = out, scratch
         self.dialect = rawcsv.dialect(raw, fmt)
         self.cmap = services.map_columns(svc, self.dialect.columns)
@@ -347,7 +367,7 @@ class _CsvRead:
     def _scan(
         self, path: Path, fmt: str, *, strict: bool, rows: Callable[[], int | None], text: frozenset[str] = frozenset()
     ) -> _Scan:
-        """DuckDB's reader over the file, its rows written as they were typed to a staged parquet.
+        """DuckDB's reader over the file, its rows mapped (``month_query``) into a staged parquet.
 
         Columns past the header (empty on the TLC's rows) are typed UUID: an empty field is null, and any
         other value fails to parse, which sets its line aside with the rest.
@@ -379,12 +399,9 @@ class _CsvRead:
             for e in extra
         )
         where = f" WHERE {guard}" if guard else ""
+        keep = f" EXCLUDE ({', '.join(map(sql_ident, extra))})" if extra else ""
+        query = month_query(self.svc, self.cmap, self.month, f"(SELECT *{keep} FROM {relation}{where})")
         staged = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(f".scan{self.scans}.parquet")))
-        query = (
-            f"SELECT * EXCLUDE ({', '.join(map(sql_ident, extra))}) FROM {relation}{where}"
-            if extra
-            else (f"SELECT * FROM {relation}")
-        )
         with progress_of.watch(self.con, self.say, 1, 80, rows, "read"):
             accepted = self.con.execute(
                 f"COPY ({query}) TO {sql_literal(str(staged))} (FORMAT parquet, COMPRESSION lz4_raw)"
@@ -437,39 +454,48 @@ class _CsvRead:
         return lines if lines == rawcsv.exact_rows(self.raw, self.fmt) else None
 
     def _placed(self, scan: _Scan, text: Path, fmt: str, rows_in: int, how: str) -> _Read:
-        """The staged rows, the set-aside lines placed by Python's csv module, and the malformed ones."""
-        width = len(self.dialect.columns)
-        names = self.dialect.columns
-        rescued = staging.staged(self.out.data.with_suffix(".rescued.parquet"))
-        malformed = staging.staged(self.out.data.with_suffix(".malformed.parquet"))
-        rescued_path, malformed_path = self.scratch.enter_context(rescued), self.scratch.enter_context(malformed)
-        kept, bad, problems, padded = [], [], {}, 0
-        for offset, record in self._records(scan):
-            for i, line in enumerate(_physical(record)):
-                try:
-                    values, dropped = rawcsv.fields(line, width)
-                except rawcsv.Malformed as e:
-                    bad.append((offset, i, line))
-                    kind = str(e).split(" (")[0] if "quote" in str(e) else "field count"
-                    problems[kind] = problems.get(kind, 0) + 1
-                    continue
-                padded += dropped
-                kept.append([v if v != "" else None for v in values])
+        """The staged rows, the set-aside lines placed by Python's csv module, and the malformed ones.
+
+        Set-aside lines are streamed a batch at a time: a month whose every row was set aside still
+        holds one batch in memory, not the month.
+        """
+        width, schema = len(self.dialect.columns), pa.schema([(n, pa.string()) for n in self.dialect.columns])
+        rescued = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(".rescued.parquet")))
+        malformed = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(".malformed.parquet")))
+        kept: list[list[str | None]] = []
+        bad: list[tuple[int, int, str]] = []  # (offset of the record, line within it, the line)
+        problems: dict[str, int] = {}
+        padded = written = 0
+        with pq.ParquetWriter(rescued, schema) as writer:
+            for offset, record in self._records(scan):
+                for i, line in enumerate(_physical(record)):
+                    try:
+                        values, dropped = rawcsv.fields(line, width)
+                    except rawcsv.Malformed as e:
+                        bad.append((offset, i, line))
+                        kind = "unbalanced quote" if str(e).startswith("unbalanced") else "field count"
+                        problems[kind] = problems.get(kind, 0) + 1
+                        continue
+                    padded += dropped
+                    kept.append([v if v != "" else None for v in values])
+                if len(kept) >= REJECT_BATCH:
+                    writer.write_table(_text_table(kept, schema))
+                    written, kept = written + len(kept), []
+            if kept:
+                writer.write_table(_text_table(kept, schema))
+                written += len(kept)
         notes: dict = {
             "csv": {
                 "read": how,
+                "rows_read_again_as_text": written,
                 "rows_with_empty_fields_dropped": padded + (scan.accepted if self.dialect.extra else 0),
             }
         }
-        relations = [f"read_parquet({sql_literal(str(scan.staged))})"]
-        if kept:
-            columns = list(zip(*kept, strict=True))
-            table = pa.table({f"c{i}": pa.array(col, pa.string()) for i, col in enumerate(columns)}).rename_columns(
-                names
-            )
-            pq.write_table(table, rescued_path)
-            relations.append(f"read_parquet({sql_literal(str(rescued_path))})")
-        result = _Read(relations, self.cmap, rows_in, notes=notes)
+        mapped = [f"read_parquet({sql_literal(str(scan.staged))})"]
+        if written:
+            text_rows = f"read_parquet({sql_literal(str(rescued))})"
+            mapped.append(f"({month_query(self.svc, self.cmap, self.month, text_rows)})")
+        result = _Read(mapped, self.cmap, rows_in, notes=notes)
         if bad:
             numbers = rawcsv.line_numbers(text, fmt, [offset for offset, _, _ in bad])
             table = pa.table(
@@ -478,10 +504,14 @@ class _CsvRead:
                     "raw_line": pa.array([line for _, _, line in bad], pa.string()),
                 }
             )
-            pq.write_table(table, malformed_path)
-            result.malformed = f"read_parquet({sql_literal(str(malformed_path))})"
+            pq.write_table(table, malformed)
+            result.malformed = f"read_parquet({sql_literal(str(malformed))})"
             notes["csv"]["malformed"] = problems
         return result
+
+
+def _text_table(rows: list[list[str | None]], schema: pa.Schema) -> pa.Table:
+    return pa.table([pa.array(column, pa.string()) for column in zip(*rows, strict=True)], schema=schema)
 
 
 def _physical(record: str) -> list[str]:

@@ -183,6 +183,7 @@ def line_numbers(path: Path, fmt: str, offsets: list[int]) -> dict[int, int]:
             break
         lines += chunk.count(b"\n")
         done += len(chunk)
+    found.update(dict.fromkeys(wanted, lines))  # at the end of the text: its last line
     return found
 
 

@@ -355,3 +355,12 @@ def test_a_damaged_parquet_names_the_command_that_fetches_it_again(mirror, pipel
     assert pipeline.run(year).status == LuigiStatusCode.SUCCESS
     assert pipeline.counts("yellow_tripdata") == {"2021-03": ROWS - sum(PARQUET_REASONS.values())}
     assert mirror.requests[f"/yellow/{name}"] == 2
+
+
+def test_a_lone_quote_after_the_last_line_break_is_one_malformed_row():
+    """Found by the fuzzer: DuckDB placed that line at the end of the text, where the line numbers stopped."""
+    report = run_file(header_csv() + b'"', CSV_NAME)
+    assert isinstance(report, dict), report
+    assert report["rows_in"] == ROWS + 1
+    assert report["quarantine_by_reason"] == {**REASONS, "malformed_row": 1}
+    assert report["csv"]["malformed"] == {"unbalanced quote": 1}

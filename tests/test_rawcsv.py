@@ -52,6 +52,7 @@ def test_one_line_ending_and_line_numbers_of_offsets(tmp_path):
     assert rawcsv.line_numbers(path, ".csv", list(starts)) == starts
     for before in (TEXT.index(b"5,6") - 2, TEXT.index(b"5,6") - 1):  # DuckDB may give the CR LF before the line
         assert rawcsv.line_numbers(path, ".csv", [before]) == {before: 6}
+    assert rawcsv.line_numbers(path, ".csv", [len(TEXT)]) == {len(TEXT): 6}  # the end of an unterminated last line
 
 
 def test_the_dialect_sees_the_empty_fields_past_the_header(tmp_path):
