@@ -62,25 +62,27 @@ def next_month(month: dt.date) -> dt.date:
     return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
-def typed_expr(col: Column, sources: tuple[str, ...]) -> str:
+def typed_expr(col: Column, sources: tuple[str, ...], types: dict[str, str]) -> str:
     """The SQL that turns a canonical column's source columns into its type: the first filled one wins.
 
-    TRY_CAST handles every drift seen in real files at once: int64/int32/double ids,
-    "1.0" text, empty strings, timestamps in ns or as text, and columns of no type.
+    ``types`` gives each source column's DuckDB type. TRY_CAST handles every drift seen in real files
+    at once: int64/int32/double ids, "1.0" text, empty strings, timestamps in ns or as text, and
+    columns of no type. A number is never the code of a number: codes of a numeric column are looked up
+    only in text (the flags of 2009, numbers coded as text, are looked up in any type).
     """
     if not sources:
         return f"NULL::{col.duckdb_type}"
-    exprs = [_typed_one(col, sql_ident(source)) for source in sources]
+    exprs = [_typed_one(col, sql_ident(source), types.get(source) == "VARCHAR") for source in sources]
     return exprs[0] if len(exprs) == 1 else f"COALESCE({', '.join(exprs)})"
 
 
-def _typed_one(col: Column, ref: str) -> str:
+def _typed_one(col: Column, ref: str, text: bool) -> str:
     if col.type == "string":
         expr = f"NULLIF(TRIM(CAST({ref} AS VARCHAR)), '')"
         expr = f"UPPER({expr})" if col.normalize == "upper" else expr
-        return f"COALESCE({code_expr(col, ref)}, {expr})" if col.codes else expr
+        return f"COALESCE({code_expr(col, ref)}, {expr})" if col.codes else expr  # 2009's flag 1.0 is a code
     expr = f"TRY_CAST({ref} AS {col.duckdb_type})"
-    if col.codes:  # a number is itself; a known code is its number; any other text is null
+    if col.codes and text:  # a number is itself; a known code is its number; any other text is null
         expr = f"COALESCE({expr}, {code_expr(col, ref)})"
     return f"NULLIF({expr}, 0)" if col.zero_is_null else expr
 
@@ -109,14 +111,14 @@ def other_expr(names: tuple[str, ...]) -> str:
     return f"to_json(struct_pack({fields}))::VARCHAR"
 
 
-def reason_expr(svc: Service, cmap: ColumnMap, month: dt.date) -> str:
+def reason_expr(svc: Service, cmap: ColumnMap, month: dt.date, types: dict[str, str]) -> str:
     """The quarantine rules, in order: the first rule a row breaks is its reason.
 
     ``malformed_row`` is not among them: such a row has no values to test, and never reaches SQL.
     """
 
     def typed(name: str) -> str:
-        return typed_expr(svc.column(name), cmap.sources(name))
+        return typed_expr(svc.column(name), cmap.sources(name), types)
 
     _, zero, missing, before, outside = REASONS
     pickup, dropoff = typed("pickup_datetime"), typed("dropoff_datetime")
@@ -133,14 +135,14 @@ def reason_expr(svc: Service, cmap: ColumnMap, month: dt.date) -> str:
     return f"CASE {whens} END"
 
 
-def month_query(svc: Service, cmap: ColumnMap, month: dt.date, relation: str) -> str:
+def month_query(svc: Service, cmap: ColumnMap, month: dt.date, relation: str, types: dict[str, str]) -> str:
     """The one SELECT that maps a source relation onto the month's rows, whichever their fate.
 
     Its columns: the canonical ones, typed; ``__reason`` (null for a clean row); and, for a quarantined
     row only, the source values as text in ``__raw_<column>`` (null otherwise, so clean rows carry
     nothing extra). ``clean_query`` and ``quarantine_query`` cut the two outputs from it.
     """
-    typed = [f"{typed_expr(c, cmap.sources(c.name))} AS {sql_ident(c.name)}" for c in svc.columns]
+    typed = [f"{typed_expr(c, cmap.sources(c.name), types)} AS {sql_ident(c.name)}" for c in svc.columns]
     raw = [
         f"CASE WHEN __reason IS NOT NULL THEN {raw_expr(cmap.sources(c.name))} END AS {sql_ident('__raw_' + c.name)}"
         for c in svc.columns
@@ -148,7 +150,7 @@ def month_query(svc: Service, cmap: ColumnMap, month: dt.date, relation: str) ->
     return (
         f"SELECT {', '.join(typed)}, {other_expr(cmap.other)} AS other_columns, "
         f"DATE {sql_literal(month.isoformat())} AS source_month, __reason, {', '.join(raw)} "
-        f"FROM (SELECT *, {reason_expr(svc, cmap, month)} AS __reason FROM {relation})"
+        f"FROM (SELECT *, {reason_expr(svc, cmap, month, types)} AS __reason FROM {relation})"
     )
 
 
@@ -275,16 +277,18 @@ def clean_month(
 def _read_parquet(con: duckdb.DuckDBPyConnection, raw: Path, svc: Service, month: dt.date) -> _Read:
     """A parquet source is mapped on the fly, once for each output: cheaper than staging it."""
     relation = f"read_parquet({sql_literal(str(raw))})"
-    columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
-    cmap = services.map_columns(svc, columns)
-    return _Read([f"({month_query(svc, cmap, month, relation)})"], cmap, pq.ParquetFile(raw).metadata.num_rows)
+    types = dict(row[:2] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall())
+    cmap = services.map_columns(svc, list(types))
+    mapped = f"({month_query(svc, cmap, month, relation, types)})"
+    return _Read([mapped], cmap, pq.ParquetFile(raw).metadata.num_rows)
 
 
-def scan_type(col: Column | None) -> str:
+def scan_type(col: Column | None, numeric: bool) -> str:
     """The type DuckDB's CSV reader parses a source column as: natively where the value is a number or a
-    time (the cheap part of the scan), as text where it must be looked at (codes, names, unknown columns).
+    time (the cheap part of the scan), as text where it must be looked at (names, unknown columns, and
+    codes unless the file's first rows hold only numbers there: 2009-2014 spell vendors ``CMT``).
     Integers are read as DOUBLE: the 2020 files write them as ``1.0``."""
-    if col is None or col.type == "string" or col.codes:
+    if col is None or col.type == "string" or (col.codes and not numeric):
         return "VARCHAR"
     return {"timestamp": "TIMESTAMP", "double": "DOUBLE"}.get(col.type, "DOUBLE")
 
@@ -320,7 +324,9 @@ class _CsvRead:
         self.dialect = rawcsv.dialect(raw, fmt)
         self.cmap = services.map_columns(svc, self.dialect.columns)
         by_source = {name: svc.column(c) for c in self.cmap.mapped for name in self.cmap.sources(c)}
-        self.types = {name: scan_type(by_source.get(name)) for name in self.dialect.columns}
+        self.types = {
+            name: scan_type(by_source.get(name), name in self.dialect.numeric) for name in self.dialect.columns
+        }
         self.scans = 0
 
     def read(self) -> _Read:
@@ -400,7 +406,7 @@ class _CsvRead:
         )
         where = f" WHERE {guard}" if guard else ""
         keep = f" EXCLUDE ({', '.join(map(sql_ident, extra))})" if extra else ""
-        query = month_query(self.svc, self.cmap, self.month, f"(SELECT *{keep} FROM {relation}{where})")
+        query = month_query(self.svc, self.cmap, self.month, f"(SELECT *{keep} FROM {relation}{where})", types)
         staged = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(f".scan{self.scans}.parquet")))
         with progress_of.watch(self.con, self.say, 1, 80, rows, "read"):
             accepted = self.con.execute(
@@ -494,7 +500,8 @@ class _CsvRead:
         mapped = [f"read_parquet({sql_literal(str(scan.staged))})"]
         if written:
             text_rows = f"read_parquet({sql_literal(str(rescued))})"
-            mapped.append(f"({month_query(self.svc, self.cmap, self.month, text_rows)})")
+            as_text = dict.fromkeys(self.dialect.columns, "VARCHAR")
+            mapped.append(f"({month_query(self.svc, self.cmap, self.month, text_rows, as_text)})")
         result = _Read(mapped, self.cmap, rows_in, notes=notes)
         if bad:
             numbers = rawcsv.line_numbers(text, fmt, [offset for offset, _, _ in bad])

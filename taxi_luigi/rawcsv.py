@@ -55,10 +55,12 @@ def header(path: Path, fmt: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Dialect:
-    """What the first rows say of the file: its columns, and the empty fields rows carry past them."""
+    """What the first rows say of the file: its columns, the empty fields rows carry past them, and the
+    columns that hold only numbers (or nothing) there."""
 
     columns: list[str]
     extra: int  # e.g. 2 for green 2013-2015, whose rows end in ",,"
+    numeric: frozenset[str]
 
 
 def dialect(path: Path, fmt: str) -> Dialect:
@@ -72,6 +74,7 @@ def dialect(path: Path, fmt: str) -> Dialect:
     if len(head) > SNIFF_BYTES:
         lines = lines[:-1]  # cut by the sniff's end
     extra = 0
+    texts: set[int] = set()
     for line in lines:
         try:
             fields = next(csv.reader([line.rstrip(b"\r").decode("utf-8", errors="replace")], strict=True), [])
@@ -80,7 +83,17 @@ def dialect(path: Path, fmt: str) -> Dialect:
         past = fields[len(columns) :]
         if past and not any(past):
             extra = max(extra, len(past))
-    return Dialect(columns, min(extra, MAX_EXTRA))
+        texts.update(i for i, value in enumerate(fields[: len(columns)]) if value.strip() and not _is_number(value))
+    numeric = frozenset(name for i, name in enumerate(columns) if i not in texts)
+    return Dialect(columns, min(extra, MAX_EXTRA), numeric)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def text_chunks(path: Path, fmt: str) -> Iterator[bytes]:

@@ -61,6 +61,7 @@ def test_the_dialect_sees_the_empty_fields_past_the_header(tmp_path):
     found = rawcsv.dialect(path, ".csv")
     assert found.columns == ["VendorID", "Trip_type"]  # the trailing space of 2013-2016 green
     assert found.extra == 2  # the row with "x" past the header is malformed, not a layout
+    assert found.numeric == {"VendorID", "Trip_type"}
 
 
 @pytest.mark.parametrize(
