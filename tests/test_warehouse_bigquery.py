@@ -16,8 +16,8 @@ import requests
 from luigi.execution_summary import LuigiStatusCode
 
 from taxi_luigi import config, sample, services, status
+from taxi_luigi.config import configured_warehouse
 from taxi_luigi.tasks import Clean, Download, Load, Publish, TaxiYear
-from taxi_luigi.warehouse import warehouse_for
 
 EMULATOR_LOCATION = "US-CENTRAL1"  # where fake-gcs-server puts every bucket: a us-central1 dataset loads from it
 
@@ -77,7 +77,7 @@ def test_every_service_lands_in_bigquery_exactly_across_the_2023_type_change(mir
 def test_a_rerun_loads_nothing_and_asks_each_service_once(mirror, pipeline, gcp, gcs, bigquery, monkeypatch):
     sample.write_mirror(mirror.root, ["green"], 2022, range(1, 13), "tlc", 200)
     assert pipeline.run(TaxiYear(service="green", year=2022)).status == LuigiStatusCode.SUCCESS
-    before = warehouse_for(f"bigquery://test/{gcp.dataset}").load_log()
+    before = configured_warehouse(f"bigquery://test/{gcp.dataset}").load_log()
 
     calls = {gcs.url: [], bigquery.url: []}  # a spy on the transport: real requests, counted
     real_request = requests.Session.request
@@ -96,7 +96,7 @@ def test_a_rerun_loads_nothing_and_asks_each_service_once(mirror, pipeline, gcp,
     posts = [c for c in calls[bigquery.url] if c.startswith("POST")]
     assert posts == ["POST /bigquery/v2/projects/test/jobs"]  # one query: the year's load_log
     assert all(c.startswith("GET /bigquery/v2/projects/test/queries/") for c in calls[bigquery.url][1:])  # its result
-    assert warehouse_for(f"bigquery://test/{gcp.dataset}").load_log() == before
+    assert configured_warehouse(f"bigquery://test/{gcp.dataset}").load_log() == before
     assert mirror.downloads() == 12
 
 
@@ -243,7 +243,7 @@ def test_the_smoke_script_for_real_gcp_passes_on_the_emulators(gcs, bigquery):
 def test_forget_month_deletes_its_load_log_rows_in_one_parameterised_query(mirror, pipeline, gcp):
     truths = sample.write_mirror(mirror.root, ["green"], 2022, [1, 2], "tlc", 300)
     assert pipeline.run(TaxiYear(service="green", year=2022, months="1-2")).status == LuigiStatusCode.SUCCESS
-    wh = warehouse_for(f"bigquery://test/{gcp.dataset}")
+    wh = configured_warehouse(f"bigquery://test/{gcp.dataset}")
     jan, feb = dt.date(2022, 1, 1), dt.date(2022, 2, 1)
     loaded = {f"2022-{t.month:02d}": t.clean for t in truths}
 
@@ -256,7 +256,7 @@ def test_forget_month_deletes_its_load_log_rows_in_one_parameterised_query(mirro
         (feb, "done", "missing"),
     ]
     assert wh.forget_month("green", feb) == 0
-    assert warehouse_for(f"bigquery://test/{gcp.dataset}_never").forget_month("green", feb) == 0  # no dataset
+    assert configured_warehouse(f"bigquery://test/{gcp.dataset}_never").forget_month("green", feb) == 0  # no dataset
 
     assert pipeline.run(TaxiYear(service="green", year=2022, months="1-2")).status == LuigiStatusCode.SUCCESS
     assert set(wh.loaded_checksums("green")) == {jan, feb}
