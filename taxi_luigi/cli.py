@@ -19,9 +19,10 @@ import luigi
 import luigi.configuration
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import invalidate, refresh, sample, services, source, status
+from taxi_luigi import invalidate, layout, refresh, sample, services, source, status
 from taxi_luigi.lake import LakeError
-from taxi_luigi.tasks import MonthsParameter, TaxiYear, month_label
+from taxi_luigi.months import label
+from taxi_luigi.tasks import MonthsParameter, TaxiYear
 from taxi_luigi.warehouse import WarehouseError, warehouse_for
 
 DEMO_YEAR = 2023
@@ -110,7 +111,7 @@ def write_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-_HEADER = ("service", "month", *status.STEPS, "rows", "quarantined", "loaded_at (UTC)")
+_HEADER = ("service", "month", *layout.STEPS, "rows", "quarantined", "loaded_at (UTC)")
 _NUMBERS = frozenset({"rows", "quarantined"})
 
 
@@ -133,7 +134,7 @@ def status_table(months: list[status.MonthStatus]) -> str:
         (
             m.service,
             f"{m.month:%Y-%m}",
-            *(getattr(m, step) for step in status.STEPS),
+            *(getattr(m, step) for step in layout.STEPS),
             "-" if m.rows is None else f"{m.rows:,}",
             "-" if m.quarantined is None else f"{m.quarantined:,}",
             "-" if m.loaded_at is None else f"{m.loaded_at:%Y-%m-%d %H:%M:%S}",
@@ -168,9 +169,9 @@ def invalidate_month(args: argparse.Namespace) -> int:
         report = {"service": args.service, "month": f"{month:%Y-%m}", "from": args.first}
         print(json.dumps({**report, "removed": [dataclasses.asdict(item) for item in removed]}, indent=2))
         return 0
-    redo = ", ".join(status.STEPS[status.STEPS.index(args.first) :])
+    redo = ", ".join(layout.STEPS[layout.STEPS.index(args.first) :])
     done = "" if removed else "nothing to remove (already invalidated); "
-    print(f"{month_label(args.service, month)}: {done}the next run redoes {redo}")
+    print(f"{label(args.service, month)}: {done}the next run redoes {redo}")
     return 0
 
 
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("invalidate", help="remove a month's targets from a step on, so the next run redoes them")
     p.add_argument("service", help=", ".join(services.SERVICES))
     p.add_argument("month", help="YYYY-MM")
-    p.add_argument("--from", dest="first", choices=status.STEPS, default="clean", help="first step to redo")
+    p.add_argument("--from", dest="first", choices=layout.STEPS, default="clean", help="first step to redo")
     p.add_argument("--json", action="store_true", help="what was removed, as JSON")
     p.set_defaults(func=invalidate_month)
     p = commands.add_parser(

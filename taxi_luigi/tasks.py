@@ -14,15 +14,24 @@ from pathlib import Path
 
 import luigi
 
-from taxi_luigi import clean, config, lake, locks, rawcsv, services, source, staging, zones
+from taxi_luigi import (
+    clean,
+    config,
+    lake,
+    layout,
+    locks,
+    months,
+    rawcsv,
+    services,
+    source,
+    staging,
+    tables,
+    zone_lookup,
+)
 from taxi_luigi.targets import LoadedTarget, ManifestTarget, TripsViewTarget, ZonesTarget
 from taxi_luigi.warehouse import Warehouse
 
 log = logging.getLogger("luigi-interface.taxi_luigi")
-
-
-def month_label(service: str, month: dt.date) -> str:
-    return f"{service} {month:%Y-%m}"
 
 
 class MonthsParameter(luigi.Parameter):
@@ -55,7 +64,7 @@ class MonthTask(luigi.Task):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         services.check_month(self.svc, self.month)
-        if self.month > last_ended_month(dt.date.today()):
+        if self.month > months.last_ended(dt.date.today()):
             raise ValueError(f"{self.label}: the month has not ended yet, so the TLC has no file for it")
 
     @property
@@ -64,14 +73,11 @@ class MonthTask(luigi.Task):
 
     @property
     def label(self) -> str:
-        return month_label(self.service, self.month)
+        return months.label(self.service, self.month)
 
     @property
-    def name(self) -> str:
-        return lake.month_name(self.service, self.month)
-
-    def work_dir(self, step: str) -> Path:
-        return config.paths().root() / step / self.service / str(self.month.year)
+    def files(self) -> layout.MonthFiles:
+        return layout.MonthFiles(config.paths().root(), self.service, self.month)
 
     def report(self, pct: int, message: str) -> None:
         self.set_progress_percentage(pct)
@@ -82,7 +88,7 @@ class MonthTask(luigi.Task):
         knows only its own) is waited for, and if it did this step meanwhile, the step is not redone.
         Temporary files of writers killed earlier are swept first."""
         step = f"{type(self).__name__} {self.label}"
-        with locks.hold(self.lock_path(), step, config.locks().wait_seconds):
+        with locks.hold(self.files.lock, step, config.locks().wait_seconds):
             if self.complete():
                 log.info("%s: done by another process meanwhile", step)
                 return
@@ -91,13 +97,9 @@ class MonthTask(luigi.Task):
             try:
                 self.work()
             except Exception as e:
-                if full := staging.disk_full(self.label, type(self).__name__, e, self.work_dir("raw")):
+                if full := staging.disk_full(self.label, type(self).__name__, e, self.files.work_dir("raw")):
                     raise full from None
                 raise
-
-    def lock_path(self) -> Path:
-        """The month's lock: every step of the month, and ``taxi-luigi invalidate``, take it."""
-        return config.paths().root() / "locks" / f"{self.service}-{self.month:%Y-%m}.lock"
 
     def work(self) -> None:
         """The step itself; ``run`` calls it under the month's lock."""
@@ -105,9 +107,9 @@ class MonthTask(luigi.Task):
 
     def staging_dirs(self) -> list[Path]:
         """Where the month's steps write temporary files (and DuckDB spills while cleaning)."""
-        the_lake = config.configured_lake()
-        scratch = config.paths().root() / "tmp"
-        return [self.work_dir("raw"), self.work_dir("clean"), scratch, *the_lake.staging_dirs(self.service, self.month)]
+        files, the_lake = self.files, config.configured_lake()
+        local = [files.work_dir("raw"), files.work_dir("clean"), files.scratch]
+        return [*local, *the_lake.staging_dirs(self.service, self.month)]
 
 
 class Download(MonthTask):
@@ -117,10 +119,10 @@ class Download(MonthTask):
         return config.source().url(self.service, self.month.year, self.month.month)
 
     def raw_path(self) -> Path:
-        return self.work_dir("raw") / f"{self.name}{source.file_format(self.url())}"
+        return self.files.raw(source.file_format(self.url()))
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.raw_path()) + ".source.json")
+        return luigi.LocalTarget(str(self.files.raw_record(source.file_format(self.url()))))
 
     def discard(self) -> None:
         """Forget a download that Clean found damaged past the header, so the next run fetches it again."""
@@ -161,11 +163,10 @@ class Clean(MonthTask):
         return Download(service=self.service, month=self.month)
 
     def outputs(self) -> clean.Outputs:
-        base = self.work_dir("clean") / self.name
-        return clean.Outputs(Path(f"{base}.parquet"), Path(f"{base}.quarantine.parquet"))
+        return clean.Outputs(self.files.clean_data, self.files.clean_quarantine)
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.work_dir("clean") / f"{self.name}.quality.json"))
+        return luigi.LocalTarget(str(self.files.quality_report))
 
     def work(self) -> None:
         fetched = json.loads(Path(self.input().path).read_text())
@@ -181,7 +182,7 @@ class Clean(MonthTask):
                 label=self.label,
                 memory_limit=cfg.memory_limit,
                 threads=cfg.threads,
-                temp_dir=config.paths().root() / "tmp",
+                temp_dir=self.files.scratch,
                 progress=self.report,
                 zones_shapes=config.zones().shapes,
             )
@@ -250,33 +251,6 @@ class Load(MonthTask):
         self.report(100, f"loaded {rows:,} rows")
 
 
-def last_ended_month(today: dt.date) -> dt.date:
-    """The newest month that is over: the newest the TLC could have published."""
-    return (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
-
-
-def year_months(svc: services.Service, year: int, months: tuple[int, ...], today: dt.date) -> list[dt.date]:
-    """The months of ``year`` to load: those asked for, else all the service has up to last month.
-
-    Listed here rather than through RangeMonthly, whose 13-month look-back would
-    schedule nothing for an older year.
-    """
-    last = last_ended_month(today)
-    wanted = [dt.date(year, m, 1) for m in (months or range(1, 13))]
-    if not months:
-        wanted = [m for m in wanted if svc.first_month <= m <= last]
-        if not wanted:
-            raise ValueError(
-                f"{svc.name} {year}: no month of it has a file: {svc.name} runs from {svc.first_month:%Y-%m} "
-                f"through last month, {last:%Y-%m}"
-            )
-    for month in wanted:
-        services.check_month(svc, month)
-        if month > last:
-            raise ValueError(f"{svc.name} {month:%Y-%m}: the month has not ended yet")
-    return wanted
-
-
 class _MonthsWrapper(luigi.WrapperTask):
     """Loads of some months of one service, whose completeness is asked of them all at once."""
 
@@ -338,13 +312,7 @@ class TaxiYear(_MonthsWrapper):
     months = MonthsParameter(default=(), description="e.g. 1,2,3 or 1-6; empty: the whole year")
 
     def month_list(self) -> list[dt.date]:
-        return year_months(services.service(self.service), self.year, self.months, dt.date.today())
-
-
-def month_range(first: dt.date, last: dt.date) -> list[dt.date]:
-    """First days of the months from ``first`` through ``last``."""
-    count = (last.year - first.year) * 12 + last.month - first.month + 1
-    return [dt.date(first.year + (first.month - 1 + i) // 12, (first.month - 1 + i) % 12 + 1, 1) for i in range(count)]
+        return months.of_year(services.service(self.service), self.year, self.months, dt.date.today())
 
 
 class TaxiHistory(_MonthsWrapper):
@@ -372,12 +340,12 @@ class TaxiHistory(_MonthsWrapper):
         svc = services.service(self.service)
         first = self.start or svc.first_loadable
         services.check_month(svc, first)
-        last_ended = last_ended_month(dt.date.today())
-        wanted = month_range(first, min(self.through or last_ended, last_ended))
+        last_ended = months.last_ended(dt.date.today())
+        wanted = months.through(first, min(self.through or last_ended, last_ended))
         cfg = config.source()
         unavailable: list[tuple[dt.date, str]] = []
         while wanted:
-            label = month_label(self.service, wanted[-1])
+            label = months.label(self.service, wanted[-1])
             url = cfg.url(self.service, wanted[-1].year, wanted[-1].month)
             if source.probe(url, label, retries=cfg.retries, backoff=cfg.backoff_seconds, timeout=cfg.timeout_seconds):
                 break
@@ -436,14 +404,14 @@ class ZoneLookup(luigi.Task):
             if self.complete():
                 return
             staging.sweep(directory)
-            lookup = zones.fetch(
+            lookup = zone_lookup.fetch(
                 cfg.zones(),
                 self.csv_path(),
                 retries=cfg.retries,
                 backoff=cfg.backoff_seconds,
                 timeout=cfg.timeout_seconds,
             )
-            zones.write_record(Path(self.output().path), lookup)
+            zone_lookup.write_record(Path(self.output().path), lookup)
         log.info("zones: downloaded %s zones from %s", lookup.rows, lookup.url)
 
 
@@ -466,9 +434,9 @@ class LoadZones(luigi.Task):
 
     def run(self) -> None:
         recorded = self.recorded()
-        rows = zones.read(self.requires().csv_path(), recorded)
+        rows = zone_lookup.read(self.requires().csv_path(), recorded)
         loaded = self.output().warehouse.replace_zones(rows, recorded)
-        log.info("zones: loaded %s zones into %s", loaded, zones.TABLE)
+        log.info("zones: loaded %s zones into %s", loaded, tables.ZONES.name)
 
 
 class TripsView(luigi.Task):
@@ -480,11 +448,14 @@ class TripsView(luigi.Task):
     resources = {"warehouse": 1}  # noqa: RUF012 - Luigi reads this class attribute
 
     def output(self) -> TripsViewTarget:
-        return TripsViewTarget(config.configured_warehouse(), zones.trips_columns())
+        return TripsViewTarget(config.configured_warehouse(), tables.trips_columns())
 
     def run(self) -> None:
         target = self.output()
         target.warehouse.create_trips_view(target.columns)
         log.info(
-            "%s: view over %s with %s columns", zones.TRIPS_VIEW, "+".join(zones.VIEW_SERVICES), len(target.columns) + 1
+            "%s: view over %s with %s columns",
+            tables.TRIPS_VIEW,
+            "+".join(tables.VIEW_SERVICES),
+            len(target.columns) + 1,
         )

@@ -12,8 +12,6 @@ from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
 from taxi_luigi.services import Service
 
-LOAD_LOG = "load_log"
-
 #: What a name from configuration may look like, before it is quoted into SQL anyway.
 IDENTIFIERS = {
     "PostgreSQL schema": re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}"),
