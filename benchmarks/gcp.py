@@ -23,8 +23,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from emulators import BigQueryEmulator, FakeGcs  # noqa: E402
 from run import Bench  # noqa: E402
 
-from taxi_luigi import sample  # noqa: E402
 from taxi_luigi.cli import serve  # noqa: E402
+from taxi_luigi.demo import sample  # noqa: E402
 
 MONTH = "2021-01"
 

@@ -21,8 +21,8 @@ import luigi
 import luigi.configuration
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import sample
 from taxi_luigi.cli import serve
+from taxi_luigi.demo import sample
 from taxi_luigi.tasks import TaxiYear
 from taxi_luigi.warehouse import warehouse_for
 

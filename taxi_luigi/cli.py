@@ -19,7 +19,8 @@ import luigi
 import luigi.configuration
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import invalidate, refresh, sample, services, source, status
+from taxi_luigi import invalidate, refresh, services, source, status
+from taxi_luigi.demo import sample
 from taxi_luigi.lake import LakeError
 from taxi_luigi.tasks import MonthsParameter, TaxiYear, month_label
 from taxi_luigi.warehouse import WarehouseError, warehouse_for

@@ -21,7 +21,8 @@ import pytest
 from mirror import MirrorServer, Reset, Stall
 from test_cli import luigi_cli, months_loaded
 
-from taxi_luigi import sample, services, source
+from taxi_luigi import services, source
+from taxi_luigi.demo import sample
 from taxi_luigi.source import SourceError
 
 LABEL = "yellow 2021-03"

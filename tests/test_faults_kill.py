@@ -18,8 +18,9 @@ import pytest
 from mirror import Stall
 from runs import BIN, CARD, REPO, Luigi, counts, load_log, override, strays, temporary
 
-from taxi_luigi import sample, staging
-from taxi_luigi.sample import MonthTruth
+from taxi_luigi import staging
+from taxi_luigi.demo import sample
+from taxi_luigi.demo.sample import MonthTruth
 
 pytestmark = pytest.mark.slow
 

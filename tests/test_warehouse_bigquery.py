@@ -15,7 +15,8 @@ import pytest
 import requests
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import config, sample, services, status
+from taxi_luigi import config, services, status
+from taxi_luigi.demo import sample
 from taxi_luigi.tasks import Clean, Download, Load, Publish, TaxiYear
 from taxi_luigi.warehouse import warehouse_for
 
