@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import sample, services
+from taxi_luigi import services
+from taxi_luigi.demo import sample
 from taxi_luigi.months import of_year
 from taxi_luigi.tasks import Clean, Download, Load, TaxiYear
 from taxi_luigi.warehouse.duckdb import DuckDBWarehouse

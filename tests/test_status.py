@@ -14,9 +14,10 @@ from emulators import free_port
 from luigi.execution_summary import LuigiStatusCode
 from runs import taxi_luigi
 
-from taxi_luigi import invalidate, sample, services
+from taxi_luigi import invalidate, services
+from taxi_luigi.demo import sample
+from taxi_luigi.layout import STEPS
 from taxi_luigi.months import of_year
-from taxi_luigi.status import STEPS
 from taxi_luigi.tasks import Clean, Download, Publish, TaxiYear
 
 REPO = Path(__file__).resolve().parent.parent

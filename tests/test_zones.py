@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import config, sample, services, tables, zone_lookup
+from taxi_luigi import config, services, tables, zone_lookup
+from taxi_luigi.demo import sample
 from taxi_luigi.tasks import LoadZones, TaxiYear, TripsView, ZoneLookup
 
 BOROUGHS = ("EWR", "Queens", "Bronx", "Manhattan", "Staten Island", "Brooklyn")
