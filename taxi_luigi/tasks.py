@@ -7,10 +7,13 @@ reports progress to the scheduler.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import luigi
 
@@ -32,6 +35,31 @@ from taxi_luigi.targets import LoadedTarget, ManifestTarget, TripsViewTarget, Zo
 from taxi_luigi.warehouse import Warehouse
 
 log = logging.getLogger("luigi-interface.taxi_luigi")
+
+#: The Luigi event TaxiHistory fires, as (task, message), for the months after the newest one the source has
+#: published: ``luigi.Task.event_handler(NOT_YET_AVAILABLE)`` learns them (cron reports them) without reading the log.
+NOT_YET_AVAILABLE = "event.taxi_luigi.not_yet_available"
+
+_Task = TypeVar("_Task", bound=luigi.Task)
+
+
+def reports_errors(complete: Callable[[_Task], bool]) -> Callable[[_Task], bool]:
+    """``complete`` that fires Luigi's BROKEN_TASK event, (task, exception), when it raises, then raises on.
+
+    Luigi fires BROKEN_TASK when a task's deps() raise, but when complete() raises it keeps only the traceback's
+    text, for its log (spotify/luigi#3010). Ours ask the source, the lake and the warehouse, and a source that
+    cannot be reached fails scheduling there by design; this way an event handler (cron) gets those errors too.
+    """
+
+    @functools.wraps(complete)
+    def checked(task: _Task) -> bool:
+        try:
+            return complete(task)
+        except Exception as e:
+            task.trigger_event(luigi.Event.BROKEN_TASK, task, e)
+            raise
+
+    return checked
 
 
 class MonthsParameter(luigi.Parameter):
@@ -66,6 +94,10 @@ class MonthTask(luigi.Task):
         services.check_month(self.svc, self.month)
         if self.month > months.last_ended(dt.date.today()):
             raise ValueError(f"{self.label}: the month has not ended yet, so the TLC has no file for it")
+
+    @reports_errors
+    def complete(self) -> bool:
+        return super().complete()
 
     @property
     def svc(self) -> services.Service:
@@ -289,6 +321,7 @@ class _MonthsWrapper(luigi.WrapperTask):
         months = self.month_list()
         return f"{self.service} {months[0]:%Y-%m}" + (f"..{months[-1]:%Y-%m}" if len(months) > 1 else "")
 
+    @reports_errors
     def complete(self) -> bool:
         """Done when every month's latest load carries its manifest's checksum.
 
@@ -319,9 +352,10 @@ class TaxiHistory(_MonthsWrapper):
     """Every month of a service from ``--start`` (default: its first file) through the newest one the
     source has published, or ``--through``.
 
-    Months after the newest published one are "not yet available": logged and left for a later run,
-    not failed, so cron can ask for everything up to last month. A month missing before the newest
-    one is a hole: its Download fails with the month and URL in the message.
+    Months after the newest published one are "not yet available": logged, announced as the
+    NOT_YET_AVAILABLE event and left for a later run, not failed, so cron can ask for everything up to
+    last month. A month missing before the newest one is a hole: its Download fails with the month and
+    URL in the message.
     """
 
     start = luigi.MonthParameter(default=None, description="YYYY-MM; default: the service's first month")
@@ -353,12 +387,19 @@ class TaxiHistory(_MonthsWrapper):
         if unavailable:
             (oldest, url), newest = unavailable[-1], unavailable[0][0]
             span = f"{oldest:%Y-%m}" + (f"..{newest:%Y-%m}" if newest != oldest else "")
-            log.warning("%s %s: not yet available (no file at %s); a later run will load it", self.service, span, url)
+            message = f"{self.service} {span}: not yet available (no file at {url}); a later run will load it"
+            log.warning("%s", message)
+            self.trigger_event(NOT_YET_AVAILABLE, self, message)
         return wanted
 
 
 class TaxiLatest(luigi.WrapperTask):
     """The monthly run: every ``[cron] services`` service through its newest published month."""
+
+    @reports_errors
+    def complete(self) -> bool:
+        """Its requirements' completeness; requires() reads ``[cron]``, so an unknown service fails here."""
+        return super().complete()
 
     def requires(self) -> list[TaxiHistory]:
         cfg = config.cron()
