@@ -20,41 +20,32 @@ class Table:
     key: str = ""  # the primary key's column, if any
 
 
-def _col(name: str, type_: str, doc: str, not_null: bool = True) -> Column:
-    return Column(name, type_, (), doc, not_null=not_null)
+def _columns(**types: str) -> tuple[Column, ...]:
+    """Columns by name and logical type, NOT NULL unless the type ends in ``?``."""
+    return tuple(Column(name, type_.rstrip("?"), (), not_null=not type_.endswith("?")) for name, type_ in types.items())
 
 
+#: One row per load of a month: a month loaded again has several, the latest counts.
 LOAD_LOG = Table(
     "load_log",
-    (
-        _col("service", "string", "yellow, green, fhv or fhvhv"),
-        _col("source_month", "date", "The month loaded"),
-        _col("checksum", "string", "The manifest's checksum: a load of other content has another"),
-        _col("rows", "int64", "Rows loaded"),
-        _col("quarantined", "int64", "Rows quarantined"),
-        _col("lake_object", "string", "The lake key of the month's data"),
-        _col("loaded_at", "instant", "When the load committed"),
+    _columns(
+        service="string",
+        source_month="date",
+        checksum="string",  # the manifest's: a load of other content has another
+        rows="int64",
+        quarantined="int64",
+        lake_object="string",  # the lake key of the month's data
+        loaded_at="instant",
     ),
 )
 ZONES = Table(
     "taxi_zones",
-    (
-        _col("location_id", "int32", "The TLC's LocationID"),
-        _col("borough", "string", "", not_null=False),
-        _col("zone", "string", "", not_null=False),
-        _col("service_zone", "string", "", not_null=False),
-    ),
+    _columns(location_id="int32", borough="string?", zone="string?", service_zone="string?"),
     key="location_id",
 )
+#: One row per load of the lookup, with the file's sha256: a re-issued lookup has another.
 ZONES_LOG = Table(
-    "zones_log",
-    (
-        _col("url", "string", "Where the lookup was downloaded from"),
-        _col("bytes", "int64", "Its size"),
-        _col("sha256", "string", "Its checksum: a re-issued lookup has another"),
-        _col("rows", "int64", "Zones loaded"),
-        _col("loaded_at", "instant", "When the load committed"),
-    ),
+    "zones_log", _columns(url="string", bytes="int64", sha256="string", rows="int64", loaded_at="instant")
 )
 
 #: The view over yellow and green, and the services it unites.
