@@ -261,7 +261,7 @@ def test_a_history_with_an_unresolvable_host_fails_instead_of_finding_nothing_pu
 
     line = _fails_in_seconds_with_one_line(code, log, seconds, HOST)
     assert f"{HOST} does not resolve ({no_such_name})" in line
-    assert "* 1 failed scheduling:\n    - 1 TaxiHistory(service=yellow, start=2023-01, through=None)" in log
+    assert "* 1 failed scheduling:\n    - 1 TaxiHistory(service=yellow, start=2023-01, through=)" in log
     assert _files(tmp_path) == []
 
 
