@@ -332,7 +332,7 @@ class _CsvRead:
         if scan is not None and (text := self._reread_as_text(scan, tally.rows)):
             scan = self._scan(self.raw, self.fmt, strict=False, rows=tally.rows, text=text)
         if scan is not None and (rows := self._agrees(scan, tally)) is not None:
-            return self._placed(scan, self.raw, self.fmt, rows, "lenient")
+            return self._placed(scan, self.raw, self.fmt, rows, "lenient", unseen_empty=0)
         # One line ending, read strictly: rows the grammar cannot place are set aside rather than cut short.
         copy = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(".lf.csv")))
         self.say(40, "reading again with one line ending")
@@ -360,7 +360,7 @@ class _CsvRead:
                 "Nothing was written; the download is whole, so downloading it again will not help: fix the file "
                 "or report it."
             )
-        return self._placed(scan, copy, ".csv", rows, "strict, one line ending")
+        return self._placed(scan, copy, ".csv", rows, "strict, one line ending", self._unseen_empty(scan, tally))
 
     def _scan(
         self,
@@ -456,11 +456,21 @@ class _CsvRead:
             return lines
         return lines if lines == rawcsv.exact_rows(self.raw, self.fmt) else None
 
-    def _placed(self, scan: _Scan, text: Path, fmt: str, rows_in: int, how: str) -> _Read:
+    def _unseen_empty(self, scan: _Scan, tally: rawcsv.Tally) -> int | None:
+        """Empty fields past the declared ones that the strict reader dropped without a word (it sets aside
+        only non-empty ones): the separators left over, when the file has no quote to hide one in."""
+        if tally.quotes:
+            return None
+        width = len(self.dialect.columns) + self.dialect.extra
+        expected = scan.accepted * (width - 1) + sum(text.count(",") for _, text in self._records(scan))
+        return tally.commas - expected
+
+    def _placed(self, scan: _Scan, text: Path, fmt: str, rows_in: int, how: str, unseen_empty: int | None) -> _Read:
         """The staged rows, the set-aside lines placed by Python's csv module, and the malformed ones.
 
         Set-aside lines are streamed a batch at a time: a month whose every row was set aside still
-        holds one batch in memory, not the month.
+        holds one batch in memory, not the month. ``unseen_empty``: empty fields past the declared ones
+        that the reader dropped itself (None: not known).
         """
         width, schema = len(self.dialect.columns), pa.schema([(n, pa.string()) for n in self.dialect.columns])
         rescued = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(".rescued.parquet")))
@@ -491,7 +501,9 @@ class _CsvRead:
             "csv": {
                 "read": how,
                 "rows_read_again_as_text": written,
-                "rows_with_empty_fields_dropped": padded + (scan.accepted if self.dialect.extra else 0),
+                "empty_fields_dropped": None
+                if unseen_empty is None
+                else padded + scan.accepted * self.dialect.extra + unseen_empty,
             }
         }
         staged = f"read_parquet({literal(str(scan.staged))})"

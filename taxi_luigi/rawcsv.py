@@ -124,6 +124,7 @@ class Tally:
     lines: int  # every line after the header, blank ones too; a last line without a line break counts
     blank: int  # lines that are empty or a lone CR (DuckDB skips them); exact unless blank lines touch
     commas: int  # field separators after the header: a row of n fields has n - 1, outside quotes
+    quotes: int  # quote characters after the header: with none, every comma is a separator
 
     @property
     def rows(self) -> int:
@@ -133,8 +134,8 @@ class Tally:
 def tally(path: Path, fmt: str) -> Tally:
     """One pass over the text. Blank lines are found by their line breaks (``\\n\\n``, ``\\n\\r\\n``),
     which misses a blank line right after another or across chunks: ``exact_rows`` settles a doubt."""
-    lines = commas = blank = 0
-    header_commas: int | None = None
+    lines = commas = quotes = blank = 0
+    header_commas = header_quotes = None
     last = b""
     for chunk in text_chunks(path, fmt):
         if not chunk:
@@ -142,13 +143,15 @@ def tally(path: Path, fmt: str) -> Tally:
         if header_commas is None:
             end = chunk.find(b"\n")
             header_commas = chunk.count(b",", 0, end if end >= 0 else len(chunk))
+            header_quotes = chunk.count(b'"', 0, end if end >= 0 else len(chunk))
         lines += chunk.count(b"\n")
         commas += chunk.count(b",")
+        quotes += chunk.count(b'"')
         blank += chunk.count(b"\n\n") + chunk.count(b"\n\r\n")
         last = chunk[-2:]
     unterminated = bool(last) and not last.endswith(b"\n") and last != b"\r"  # rough: a lone "\r" ends nothing
     total = lines + unterminated  # the header included
-    return Tally(max(total - 1, 0), blank, commas - (header_commas or 0))
+    return Tally(max(total - 1, 0), blank, commas - (header_commas or 0), quotes - (header_quotes or 0))
 
 
 def exact_rows(path: Path, fmt: str) -> int:
@@ -214,8 +217,8 @@ class Malformed(Exception):
     """A line the CSV grammar cannot place onto the header's columns; the message says why."""
 
 
-def fields(line: str, width: int) -> tuple[list[str], bool]:
-    """The ``width`` fields of one line, and whether empty fields past them were dropped.
+def fields(line: str, width: int) -> tuple[list[str], int]:
+    """The ``width`` fields of one line, and how many empty fields past them were dropped.
 
     Raises Malformed for an unbalanced quote, fewer fields than the header, or fields past the
     header that are not empty: the values cannot be told apart, so the line is kept whole.
@@ -229,4 +232,4 @@ def fields(line: str, width: int) -> tuple[list[str], bool]:
     past = values[width:]
     if any(past):
         raise Malformed(f"{len(values)} fields where the header has {width}, and those past it are not empty")
-    return values[:width], bool(past)
+    return values[:width], len(past)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_luigi import clean, services
+from taxi_luigi import clean, rawcsv, services
 from taxi_luigi.demo import sample
 from taxi_luigi.source import file_format
 
@@ -177,7 +177,7 @@ def test_rows_the_csv_grammar_cannot_place_are_quarantined_whole_with_their_line
     assert malformed == [{"reason": "malformed_row", "line_number": n, "raw_line": lines[n - 1]} for n in (3, 4, 5)]
     bases = pq.read_table(out.data, columns=["dispatching_base_num"]).column(0).to_pylist()
     assert sorted(bases) == ["B00013", "B00017", "B00018"]
-    assert report["csv"]["rows_with_empty_fields_dropped"] == 1
+    assert report["csv"]["empty_fields_dropped"] == 2
 
 
 def test_crlf_line_ends_quotes_and_a_blank_line_after_the_header_are_read(tmp_path):
@@ -230,3 +230,34 @@ def test_2009_codes_coordinates_and_flags_map_onto_the_modern_values(tmp_path):
         (2, 1, "N", -73.9, None),
         (1, None, "N", None, None),
     ]
+
+
+def test_a_uuid_past_the_header_stops_the_month_rather_than_passing_for_empty(tmp_path):
+    """Fields past the header are typed UUID, so that anything but an empty one is set aside; a UUID itself
+    would parse there, so the read stops and says so instead of dropping it (no TLC file has one)."""
+    src = tmp_path / "fhv_tripdata_2020-01.csv"
+    header = "dispatching_base_num,pickup_datetime,dropoff_datetime,PULocationID,DOLocationID,SR_Flag"
+    row = "B00013,2020-01-01 00:15:00,2020-01-01 00:30:00,1,264,"
+    src.write_text(f"{header}\n{row},\n{row},123e4567-e89b-12d3-a456-426614174000\n")
+    with pytest.raises(clean.CleanError, match="has a UUID in a field past the header's columns"):
+        run_clean(src, "fhv", 2020, 1, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_row_the_lenient_read_would_cut_short_sends_the_month_to_the_strict_read(tmp_path):
+    """Past the first megabyte (what the dialect is read from), a row with empty fields beyond the header:
+    the lenient reader drops them silently, the separators' count disagrees, and the strict read of a copy
+    with one line ending sets the row aside, where it is kept with its fields."""
+    src = tmp_path / "fhv_tripdata_2020-01.csv"
+    header = "dispatching_base_num,pickup_datetime,dropoff_datetime,PULocationID,DOLocationID,SR_Flag"
+    rows = [f"B{i:05d},2020-01-01 00:15:00,2020-01-01 00:30:00,1,264," for i in range(25_000)]
+    rows[-1] += ",,"  # two more, empty: not malformed
+    src.write_text("\r\n".join([header, *rows]) + "\r\n")
+    assert src.stat().st_size > rawcsv.SNIFF_BYTES
+
+    report, out = run_clean(src, "fhv", 2020, 1, tmp_path / "out")
+
+    assert (report["rows_in"], report["rows_clean"], report["rows_quarantined"]) == (25_000, 25_000, 0)
+    assert report["csv"]["read"] == "strict, one line ending"
+    assert report["csv"]["empty_fields_dropped"] == 2
+    assert pq.read_table(out.data, columns=["dispatching_base_num"]).column(0).to_pylist()[-1] == "B24999"

@@ -24,7 +24,7 @@ def test_the_tally_counts_lines_blank_lines_and_separators_of_every_gzip_member(
     plain.write_bytes(TEXT)
     for p, fmt in ((path, ".csv.gz"), (plain, ".csv")):
         tally = rawcsv.tally(p, fmt)
-        assert (tally.lines, tally.blank, tally.rows, tally.commas) == (5, 2, 3, 3)
+        assert (tally.lines, tally.blank, tally.rows, tally.commas, tally.quotes) == (5, 2, 3, 3, 0)
         assert rawcsv.exact_rows(p, fmt) == 3
 
 
@@ -79,5 +79,5 @@ def test_a_line_the_grammar_cannot_place_says_why(line, problem):
 
 
 def test_empty_fields_past_the_header_are_dropped():
-    assert rawcsv.fields("1,2,,", 2) == (["1", "2"], True)
-    assert rawcsv.fields('"1","2"', 2) == (["1", "2"], False)
+    assert rawcsv.fields("1,2,,", 2) == (["1", "2"], 2)
+    assert rawcsv.fields('"1","2"', 2) == (["1", "2"], 0)

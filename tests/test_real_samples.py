@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import math
 import os
 import re
@@ -68,6 +69,7 @@ class Month:
     bases: Counter = field(default_factory=Counter)
     pickup_zones: Counter = field(default_factory=Counter)
     no_dropoff: int = 0
+    empty_extra: int = 0  # empty fields past the header (the TLC's trailing ",,")
 
     @property
     def clean(self) -> int:
@@ -144,6 +146,7 @@ def read_csv_month(data: bytes, service: str, month: dt.date) -> Month:
         if len(values) < len(names) or any(values[len(names) :]):
             expected.reasons["malformed_row"] += 1
             continue
+        expected.empty_extra += len(values) - len(names)
         row = dict(zip(names, values, strict=False))
         if reason := _rule(month, row, service in ("yellow", "green")):
             expected.reasons[reason] += 1
@@ -313,6 +316,10 @@ def _assert_exact(pipeline, s: Sample) -> None:
     expected, loaded = s.expected(), _loaded(pipeline, s.service, s.month)
     label = f"{s.service} {s.month:%Y-%m} ({s.path.parent.name}/{s.path.name})"
     assert loaded.rows_in == expected.rows_in, label
+    if s.path.suffix == ".csv":
+        name = f"{s.service}_tripdata_{s.month:%Y-%m}.quality.json"
+        report = json.loads((pipeline.lake / s.service / str(s.month.year) / name).read_text())
+        assert report["csv"]["empty_fields_dropped"] == expected.empty_extra, label
     assert +loaded.reasons == +expected.reasons, label
     assert loaded.clean == expected.clean > 0 or expected.rows_in == sum(expected.reasons.values()), label
     if s.service in ("yellow", "green"):
