@@ -114,6 +114,17 @@ def test_a_republished_month_replaces_exactly_that_month(mirror, pipeline, gcp):
     assert result.status == LuigiStatusCode.SUCCESS
     assert gcp.counts("yellow_tripdata") == {"2022-01": first["2022-01"], "2022-02": new.clean}
     assert gcp.log_rows() == 3
+    wh = warehouse_for(f"bigquery://test/{gcp.dataset}")
+    history = wh.load_history("yellow")  # every load, oldest first: February twice, with two checksums
+    assert [(f"{r['month']:%Y-%m}", r["lake_object"]) for r in history] == [
+        ("2022-01", "yellow/2022/yellow_tripdata_2022-01.parquet"),
+        ("2022-02", "yellow/2022/yellow_tripdata_2022-02.parquet"),
+        ("2022-02", "yellow/2022/yellow_tripdata_2022-02.parquet"),
+    ]
+    assert history[1]["checksum"] != history[2]["checksum"] and history[1]["loaded_at"] < history[2]["loaded_at"]
+    assert history[2]["rows"] == new.clean
+    assert [{k: v for k, v in r.items() if k != "lake_object"} for r in (history[0], history[2])] == wh.load_log()
+    assert wh.load_history("green") == [] and warehouse_for(f"bigquery://test/{gcp.dataset}_never").load_history() == []
 
 
 def test_a_failed_load_leaves_neither_a_log_row_nor_a_partial_month(mirror, pipeline, gcp):

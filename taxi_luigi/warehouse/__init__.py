@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import luigi
@@ -14,6 +15,8 @@ from taxi_luigi.progress import Say
 from taxi_luigi.services import Service
 
 LOAD_LOG = "load_log"
+#: load_log's columns in order: what ``load_history`` selects, answered with source_month as ``month``.
+LOAD_LOG_COLUMNS = ("service", "source_month", "checksum", "rows", "quarantined", "lake_object", "loaded_at")
 
 #: What a name from configuration may look like, before it is quoted into SQL anyway.
 IDENTIFIERS = {
@@ -31,6 +34,14 @@ def checked_identifier(kind: str, value: str) -> str:
             f"{', hyphens' if kind == 'BigQuery project' else ''}); fix the url."
         )
     return value
+
+
+_HISTORY_KEYS = tuple("month" if name == "source_month" else name for name in LOAD_LOG_COLUMNS)
+
+
+def history_rows(rows: Iterable[Sequence]) -> list[dict]:
+    """``load_history``'s dicts from rows of ``LOAD_LOG_COLUMNS``, whatever the backend's row type."""
+    return [dict(zip(_HISTORY_KEYS, row, strict=True)) for row in rows]
 
 
 class WarehouseError(Exception):
@@ -54,6 +65,11 @@ class Warehouse(ABC):
     @abstractmethod
     def load_log(self, service: str | None = None) -> list[dict]:
         """The latest load of every month, oldest month first."""
+
+    @abstractmethod
+    def load_history(self, service: str | None = None) -> list[dict]:
+        """Every load_log row (service, month, checksum, rows, quarantined, lake_object, loaded_at), by service,
+        month and load time: a month loaded with several checksums is one the source re-issued."""
 
     @abstractmethod
     def forget_month(self, service: str, month: dt.date) -> int:

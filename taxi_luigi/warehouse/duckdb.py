@@ -15,7 +15,7 @@ from taxi_luigi import services, zones
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
 from taxi_luigi.services import SOURCE_MONTH, Service
-from taxi_luigi.warehouse import LOAD_LOG, Warehouse, WarehouseError
+from taxi_luigi.warehouse import LOAD_LOG, LOAD_LOG_COLUMNS, Warehouse, WarehouseError, history_rows
 
 _LOAD_LOG_DDL = f"""
 CREATE TABLE IF NOT EXISTS {LOAD_LOG} (
@@ -177,6 +177,14 @@ class DuckDBWarehouse(Warehouse):
         )
         keys = ("service", "month", "checksum", "rows", "quarantined", "loaded_at")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def load_history(self, service: str | None = None) -> list[dict]:
+        rows = self._query(
+            f"SELECT {', '.join(LOAD_LOG_COLUMNS)} FROM {LOAD_LOG} WHERE ? IS NULL OR service = ? "
+            "ORDER BY service, source_month, loaded_at",
+            [service, service],
+        )
+        return history_rows(rows)
 
     def forget_month(self, service: str, month: dt.date) -> int:
         if not self.path.exists():  # nothing was ever loaded; do not create the file

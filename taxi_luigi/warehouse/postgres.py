@@ -33,7 +33,14 @@ from taxi_luigi import services, zones
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
 from taxi_luigi.services import SOURCE_MONTH, Service
-from taxi_luigi.warehouse import LOAD_LOG, Warehouse, WarehouseError, checked_identifier
+from taxi_luigi.warehouse import (
+    LOAD_LOG,
+    LOAD_LOG_COLUMNS,
+    Warehouse,
+    WarehouseError,
+    checked_identifier,
+    history_rows,
+)
 
 PG_TYPES = {
     "int32": "integer",
@@ -266,6 +273,19 @@ class PostgresWarehouse(Warehouse):
 
     def load_log(self, service: str | None = None) -> list[dict]:
         return [{"month": r.pop("source_month"), **r} for r in self._latest(service)]
+
+    def load_history(self, service: str | None = None) -> list[dict]:
+        with self._connect() as conn:
+            if conn.execute(sqlalchemy.text("SELECT to_regclass(:t)"), {"t": self._name(LOAD_LOG)}).scalar() is None:
+                return []
+            rows = conn.execute(
+                sqlalchemy.text(
+                    f"SELECT {', '.join(LOAD_LOG_COLUMNS)} FROM {self._name(LOAD_LOG)} "
+                    "WHERE CAST(:s AS text) IS NULL OR service = :s ORDER BY service, source_month, loaded_at"
+                ),
+                {"s": service},
+            )
+            return history_rows(rows)
 
     def forget_month(self, service: str, month: dt.date) -> int:
         log = self._name(LOAD_LOG)
