@@ -1,4 +1,5 @@
-"""``taxi-luigi``: the offline demo, the sample mirror, and each month's status, invalidation and refresh."""
+"""``taxi-luigi``: the offline demo, the sample mirror, each month's status, invalidation and refresh, and the
+quality site."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import luigi
 import luigi.configuration
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import invalidate, refresh, sample, services, source, status
+from taxi_luigi import config, invalidate, lake, refresh, report, sample, services, source, status
 from taxi_luigi.lake import LakeError
 from taxi_luigi.tasks import MonthsParameter, TaxiYear, month_label
 from taxi_luigi.warehouse import WarehouseError, warehouse_for
@@ -85,6 +86,7 @@ def demo(args: argparse.Namespace) -> int:
         f"second run: {second:.1f} s, {second_gets} downloads (everything was already complete)"
     )
     print(f"warehouse: {data / 'warehouse.duckdb'}   lake: {data / 'lake'}")
+    print(f"quality site: {data / 'report' / report.INDEX}")
     return 0 if status in (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY) else 1
 
 
@@ -167,6 +169,17 @@ def invalidate_month(args: argparse.Namespace) -> int:
     redo = ", ".join(status.STEPS[status.STEPS.index(args.first) :])
     done = "" if removed else "nothing to remove (already invalidated); "
     print(f"{month_label(args.service, month)}: {done}the next run redoes {redo}")
+    return 0
+
+
+def write_report(args: argparse.Namespace) -> int:
+    """The quality site, built now from the configured lake and warehouse, whether or not it was current."""
+    out = Path(args.out) if args.out else config.report().root()
+    the_lake, warehouse = lake.lake_for(config.lake().root), warehouse_for(config.warehouse().url)
+    built = report.build(the_lake, warehouse, out, args.service)
+    shown = ", ".join(built.services) or "nothing loaded yet"
+    size = sum(built.pages.values()) / 1e3
+    print(f"quality site: {out / report.INDEX} ({shown}; {len(built.pages)} pages, {size:,.0f} kB)")
     return 0
 
 
@@ -263,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from", dest="first", choices=status.STEPS, default="clean", help="first step to redo")
     p.add_argument("--json", action="store_true", help="what was removed, as JSON")
     p.set_defaults(func=invalidate_month)
+    p = commands.add_parser("report", help="write the quality site: an index and a page per service, with charts")
+    p.add_argument("--service", action="append", help="repeatable; default: every service loaded or published")
+    p.add_argument("--out", help="the site's directory; default: [report] out_dir (report/ in [paths] data_dir)")
+    p.set_defaults(func=write_report)
     p = commands.add_parser(
         "refresh", help="find months the source re-issued and invalidate them, so the next run reloads them"
     )

@@ -136,3 +136,17 @@ class cron(luigi.Config):
     services = luigi.Parameter(default="yellow,green,fhv,fhvhv", description="Comma-separated services")
     start = luigi.MonthParameter(default=None, description="YYYY-MM; default: twelve months before this one")
     lock_file = luigi.Parameter(default="", description="Empty: cron-run.lock in [paths] data_dir")
+
+
+class report(luigi.Config):
+    """The quality site: ``taxi-luigi report`` and the QualitySite task write it; the wrappers refresh it."""
+
+    refresh = luigi.BoolParameter(
+        default=True,
+        description="The year wrappers, TaxiHistory and scripts/cron-run rebuild the site after loading (false: "
+        "only `taxi-luigi report` or `luigi --module taxi_luigi QualitySite` do)",
+    )
+    out_dir = luigi.Parameter(default="", description="Where the site goes; empty: report/ in [paths] data_dir")
+
+    def root(self) -> Path:
+        return Path(self.out_dir) if self.out_dir else paths().root() / "report"

@@ -10,11 +10,12 @@ import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import luigi
 
-from taxi_luigi import clean, config, lake, locks, rawcsv, services, source, staging, zones
+from taxi_luigi import clean, config, lake, locks, rawcsv, report, services, source, staging, zones
 from taxi_luigi.warehouse import LoadedTarget, TripsViewTarget, Warehouse, ZonesTarget, warehouse_for
 
 log = logging.getLogger("luigi-interface.taxi_luigi")
@@ -315,10 +316,11 @@ class _MonthsWrapper(luigi.WrapperTask):
         return f"{self.service} {months[0]:%Y-%m}" + (f"..{months[-1]:%Y-%m}" if len(months) > 1 else "")
 
     def complete(self) -> bool:
-        """Done when every month's latest load carries its manifest's checksum.
+        """Done when every month's latest load carries its manifest's checksum, and the quality site shows them.
 
         Asked of all the months at once, so a finished year costs one look at the lake (one
-        listing on GCS) and one warehouse query in all, instead of some per month.
+        listing on GCS) and one warehouse query in all, instead of some per month; the site's
+        check is one more of each (none with ``[report] refresh = false``).
         """
         loads = self.loads()
         if not loads:
@@ -327,7 +329,52 @@ class _MonthsWrapper(luigi.WrapperTask):
         if len(published) < len(loads):
             return False
         loaded = loads[0].warehouse().loaded_checksums(self.service)
-        return all(loaded.get(month) == checksum for month, checksum in published.items())
+        if not all(loaded.get(month) == checksum for month, checksum in published.items()):
+            return False
+        return not config.report().refresh or QualitySite().complete()
+
+    def run(self) -> Iterator[QualitySite]:
+        """Once the loads are done: the quality site, as a dynamic dependency (luigid shows it under the
+        wrapper). One site serves every wrapper; it is rebuilt only when it no longer shows the warehouse."""
+        if config.report().refresh:
+            yield QualitySite()
+
+
+class SiteTarget(luigi.Target):
+    """Complete when the site in ``out`` was built from the warehouse's loads and the lake's manifests as they are."""
+
+    def __init__(self, the_lake: lake.Lake, warehouse: Warehouse, out: Path) -> None:
+        self.lake, self.warehouse, self.out = the_lake, warehouse, out
+
+    def exists(self) -> bool:
+        return report.is_current(self.lake, self.warehouse, self.out)
+
+
+class QualitySite(luigi.Task):
+    """The quality site in ``[report] out_dir``: an index and a page per service, with charts (taxi_luigi.report).
+
+    Its target is the site's own record of what it was built from, so a rerun of finished work does nothing
+    and any new load or publication makes it due again.
+    """
+
+    def output(self) -> SiteTarget:
+        return SiteTarget(
+            lake.lake_for(config.lake().root), warehouse_for(config.warehouse().url), config.report().root()
+        )
+
+    def run(self) -> None:
+        target = self.output()
+        with locks.hold(config.paths().root() / "locks" / "report.lock", "QualitySite", config.locks().wait_seconds):
+            if target.exists():  # another process built it meanwhile
+                return
+            staging.sweep(target.out)
+            built = report.build(target.lake, target.warehouse, target.out)
+        log.info(
+            "quality site: %s pages for %s in %s",
+            len(built.pages),
+            ", ".join(built.services) or "no service",
+            built.out,
+        )
 
 
 class TaxiYear(_MonthsWrapper):
