@@ -59,6 +59,14 @@ def run_luigi(luigi_args: list[str], codes: luigi.retcodes.retcode) -> tuple[Pat
             out.write("\ncron-run: other workers ran some of these tasks; checking that they are complete\n")
             out.flush()
             rc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        if rc == codes.task_failed and config.report().refresh:
+            # A failed month stops its wrapper before it refreshes the quality site, and may have changed only the
+            # lake: `taxi-luigi report` rebuilds it whatever it was built from, so it shows the month as missing.
+            # The run's exit code stays the failure's.
+            out.write("\ncron-run: a task failed; rebuilding the quality site\n")
+            out.flush()
+            site = [sys.executable, "-m", "taxi_luigi.cli", "report"]
+            subprocess.run(site, stdout=out, stderr=subprocess.STDOUT, check=False)
     return log_file, rc
 
 

@@ -341,26 +341,24 @@ class _MonthsWrapper(luigi.WrapperTask):
 
 
 class SiteTarget(luigi.Target):
-    """Complete when the site in ``out`` was built from the warehouse's loads and the lake's manifests as they are."""
+    """Complete when the site in ``out`` was built from the warehouse's load_log as it is now."""
 
-    def __init__(self, the_lake: lake.Lake, warehouse: Warehouse, out: Path) -> None:
-        self.lake, self.warehouse, self.out = the_lake, warehouse, out
+    def __init__(self, warehouse: Warehouse, out: Path) -> None:
+        self.warehouse, self.out = warehouse, out
 
     def exists(self) -> bool:
-        return report.is_current(self.lake, self.warehouse, self.out)
+        return report.is_current(self.warehouse, self.out)
 
 
 class QualitySite(luigi.Task):
     """The quality site in ``[report] out_dir``: an index and a page per service, with charts (taxi_luigi.report).
 
-    Its target is the site's own record of what it was built from, so a rerun of finished work does nothing
-    and any new load or publication makes it due again.
+    Its target is the site's own record of the load_log it was built from, so a rerun of finished work does
+    nothing and any new load makes it due again.
     """
 
     def output(self) -> SiteTarget:
-        return SiteTarget(
-            lake.lake_for(config.lake().root), warehouse_for(config.warehouse().url), config.report().root()
-        )
+        return SiteTarget(warehouse_for(config.warehouse().url), config.report().root())
 
     def run(self) -> None:
         target = self.output()
@@ -368,13 +366,9 @@ class QualitySite(luigi.Task):
             if target.exists():  # another process built it meanwhile
                 return
             staging.sweep(target.out)
-            built = report.build(target.lake, target.warehouse, target.out)
-        log.info(
-            "quality site: %s pages for %s in %s",
-            len(built.pages),
-            ", ".join(built.services) or "no service",
-            built.out,
-        )
+            built = report.build(lake.lake_for(config.lake().root), target.warehouse, target.out)
+        services_shown = ", ".join(built.services) or "no service"
+        log.info("quality site: %s pages for %s in %s", len(built.pages), services_shown, built.out)
 
 
 class TaxiYear(_MonthsWrapper):

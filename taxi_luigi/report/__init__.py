@@ -3,8 +3,8 @@
 Plain Python with plain arguments, like the lake and the warehouse themselves: the Luigi task
 (``tasks.QualitySite``) and ``taxi-luigi report`` read the configuration and hand them over.
 Every page is written under a temporary name and renamed into place; ``site.json`` goes last,
-with the fingerprint of the inputs the site was built from, so that ``is_current`` can tell a
-site that reflects the warehouse and the lake as they are now from one that does not.
+with the fingerprint of the load_log rows the site was built from, so that ``is_current`` can
+tell a site that reflects the warehouse as it is now from one that does not.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from taxi_luigi import staging
 from taxi_luigi.lake import Lake
-from taxi_luigi.report.gather import gather, read_inputs
+from taxi_luigi.report.gather import fingerprint, gather, read_inputs
 from taxi_luigi.report.pages import index, service_page
 from taxi_luigi.warehouse import Warehouse
 
@@ -63,13 +63,13 @@ def build(lake: Lake, warehouse: Warehouse, out: Path, names: list[str] | None =
     return Built(out, sizes, list(inputs.history))
 
 
-def is_current(lake: Lake, warehouse: Warehouse, out: Path) -> bool:
-    """Whether the whole site in ``out`` was built from the loads and manifests there are now: one load_log
-    query and one lake listing per service, no quality report read."""
+def is_current(warehouse: Warehouse, out: Path) -> bool:
+    """Whether the whole site in ``out`` was built from the loads there are now: one load_log query, nothing
+    read from the lake (``gather.fingerprint`` says why)."""
     manifest = _manifest(out)
     if manifest is None or not all((out / name).is_file() for name in manifest.get("pages", {})):
         return False
-    return manifest.get("fingerprint") == read_inputs(lake, warehouse).fingerprint()
+    return manifest.get("fingerprint") == fingerprint(warehouse.load_history())
 
 
 def _manifest(out: Path) -> dict | None:

@@ -9,6 +9,7 @@ stale when it carries another, missing when it was never loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -40,7 +41,8 @@ class Month:
     month: dt.date
     loads: tuple[Load, ...]
     published: str | None
-    #: The lake's quality report; None when there is none to read (``problem`` says why).
+    #: The lake's quality report when it is of the loaded manifest (a done month); else None, and ``problem``
+    #: says why: every number shown of a month describes what the warehouse holds.
     quality: dict | None
     problem: str | None = None
 
@@ -103,16 +105,15 @@ class Inputs:
     published: dict[str, dict[dt.date, str]]
 
     def fingerprint(self) -> str:
-        """Changes exactly when a load or a publication does: the site built from these inputs is current
-        while the fingerprint of the warehouse and lake as they are now is the same."""
-        document = {
-            name: {
-                "loads": [[f"{r['month']:%Y-%m}", r["checksum"], utc(r["loaded_at"]).isoformat()] for r in rows],
-                "published": {f"{m:%Y-%m}": c for m, c in sorted(self.published[name].items())},
-            }
-            for name, rows in self.history.items()
-        }
-        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+        return fingerprint([row for rows in self.history.values() for row in rows])
+
+
+def fingerprint(history: list[dict]) -> str:
+    """Of load_log rows: it changes exactly when a month is loaded or forgotten, so a site is current while its
+    fingerprint is the warehouse's. The lake is left out: listing it would cost every finished run a walk of the
+    whole lake, and a publication that matters is followed by its load."""
+    rows = sorted([r["service"], f"{r['month']:%Y-%m}", r["checksum"], f"{utc(r['loaded_at'])}"] for r in history)
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
 def read_inputs(lake: Lake, warehouse: Warehouse, names: list[str] | None = None) -> Inputs:
@@ -149,15 +150,22 @@ def _service(svc: services.Service, rows: list[dict], published: dict[dt.date, s
     months = []
     month = min(traced)
     while month <= max(traced):
-        quality, problem = _quality(lake, svc.name, month) if month in traced else (None, None)
-        months.append(Month(month, tuple(loads.get(month, ())), published.get(month), quality, problem))
+        entry = Month(month, tuple(loads.get(month, ())), published.get(month), None)
+        quality, problem = _quality(lake, svc.name, entry)
+        months.append(dataclasses.replace(entry, quality=quality, problem=problem))
         month = next_month(month)
     return ServiceReport(svc, tuple(months))
 
 
-def _quality(lake: Lake, service: str, month: dt.date) -> tuple[dict | None, str | None]:
-    """The month's quality report from the lake, or why there is none: a site shows that, it does not stop."""
-    key = lake.key(service, month, "report")
+def _quality(lake: Lake, service: str, month: Month) -> tuple[dict | None, str | None]:
+    """The quality report of what the warehouse holds, or why there is none to show: a site says so, it does
+    not stop. Only a done month's report is of its load; a stale month's is of the manifest published since."""
+    if month.state == STALE:
+        later = "the lake's quality report is of a manifest published since" if month.published else "no manifest"
+        return None, f"stale: {later}; the next run loads the month again"
+    if month.state == MISSING:
+        return None, "published, not loaded yet" if month.published else "neither published nor loaded"
+    key = lake.key(service, month.month, "report")
     if not lake.exists(key):
         return None, f"quality report missing: no {lake.uri(key)}"
     try:
