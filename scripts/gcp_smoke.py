@@ -23,8 +23,8 @@ from luigi.execution_summary import LuigiStatusCode
 
 from taxi_luigi import sample
 from taxi_luigi.cli import serve
+from taxi_luigi.config import configured_warehouse
 from taxi_luigi.tasks import TaxiYear
-from taxi_luigi.warehouse import warehouse_for
 
 SERVICE, YEAR, MONTH, ROWS = "green", 2023, 2, 5000
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             downloads = handler.requests
             again = luigi.build([task], local_scheduler=True, detailed_summary=True, log_level="WARNING")
-    log = [r for r in warehouse_for(warehouse_url).load_log(SERVICE) if f"{r['month']:%Y-%m}" == f"{YEAR}-{MONTH:02d}"]
+    log = [r for r in configured_warehouse().load_log(SERVICE) if f"{r['month']:%Y-%m}" == f"{YEAR}-{MONTH:02d}"]
     checks = {
         "one load_log row for the month": len(log) == 1,
         f"{truth.clean:,} clean rows loaded": bool(log) and log[0]["rows"] == truth.clean,

@@ -5,12 +5,13 @@ month never sits in Python memory. Every source spelling and physical type is ma
 onto one canonical schema, so every month of a service writes byte-for-byte the same parquet schema.
 
 A parquet source is read twice as it is, once for the clean rows and once for the quarantine. A CSV
-is parsed once, with typed columns, into a parquet staged beside the outputs, and both outputs are cut
-from that: parsing is what costs. DuckDB reads the CSV leniently (the TLC's own files mix line
-endings) and what it read is checked against rawcsv's count of the file's lines and field separators;
-where they disagree, a copy with one line ending is read strictly instead. The rows DuckDB set aside
-are placed by Python's csv module: a row whose value did not parse is read again as text and cleaned
-like any other, a row the CSV grammar cannot place is quarantined whole, as ``malformed_row``.
+is parsed once, with typed columns, into a parquet staged beside the outputs, and both outputs are
+mapped from that, on every core: parsing is what costs, and a csv.gz is parsed on one thread.
+DuckDB reads the CSV leniently (the TLC's own files mix line endings) and what it read is checked
+against rawcsv's count of the file's lines and field separators; where they disagree, a copy with one
+line ending is read strictly instead. The rows DuckDB set aside are placed by Python's csv module: a
+row whose value did not parse is read again as text and cleaned like any other, a row the CSV grammar
+cannot place is quarantined whole, as ``malformed_row``.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def malformed_query(svc: Service, month: dt.date, relation: str) -> str:
 
 @dataclass
 class _Read:
-    """The month's rows as relations of ``month_query``'s output (a staged parquet, or the query itself),
+    """The month's rows as ``month_query`` subqueries (over the source, or over a csv's staged parse),
     ready for the two outputs to be cut from them."""
 
     mapped: list[str]
@@ -298,6 +299,7 @@ class _Scan:
     """What one pass of DuckDB's reader over the CSV gave: rows kept, and the lines it set aside."""
 
     staged: Path
+    types: dict[str, str]  # the staged columns' DuckDB types
     accepted: int
     rejects: str  # the rejects table: one row per error, several per line
     refused: dict[str, int]  # CAST errors per column
@@ -373,7 +375,10 @@ class _CsvRead:
     def _scan(
         self, path: Path, fmt: str, *, strict: bool, rows: Callable[[], int | None], text: frozenset[str] = frozenset()
     ) -> _Scan:
-        """DuckDB's reader over the file, its rows mapped (``month_query``) into a staged parquet.
+        """DuckDB's reader over the file, its rows written as they were parsed (typed) to a staged parquet.
+
+        Only parsing: ``month_query`` maps the staged rows afterwards, on every core, where in the scan of a
+        csv.gz it would lengthen the one thread that unpacks and parses it.
 
         Columns past the header (empty on the TLC's rows) are typed UUID: an empty field is null, and any
         other value fails to parse, which sets its line aside with the rest.
@@ -406,7 +411,7 @@ class _CsvRead:
         )
         where = f" WHERE {guard}" if guard else ""
         keep = f" EXCLUDE ({', '.join(map(sql_ident, extra))})" if extra else ""
-        query = month_query(self.svc, self.cmap, self.month, f"(SELECT *{keep} FROM {relation}{where})", types)
+        query = f"SELECT *{keep} FROM {relation}{where}"
         staged = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(f".scan{self.scans}.parquet")))
         with progress_of.watch(self.con, self.say, 1, 80, rows, "read"):
             accepted = self.con.execute(
@@ -417,7 +422,7 @@ class _CsvRead:
                 f"SELECT column_name, count(*) FROM {rejects} WHERE error_type = 'CAST' GROUP BY ALL"
             ).fetchall()
         )
-        return _Scan(staged, accepted, rejects, refused)
+        return _Scan(staged, types, accepted, rejects, refused)
 
     def _uuid_message(self) -> str:
         return (
@@ -497,7 +502,8 @@ class _CsvRead:
                 "rows_with_empty_fields_dropped": padded + (scan.accepted if self.dialect.extra else 0),
             }
         }
-        mapped = [f"read_parquet({sql_literal(str(scan.staged))})"]
+        staged = f"read_parquet({sql_literal(str(scan.staged))})"
+        mapped = [f"({month_query(self.svc, self.cmap, self.month, staged, scan.types)})"]
         if written:
             text_rows = f"read_parquet({sql_literal(str(rescued))})"
             as_text = dict.fromkeys(self.dialect.columns, "VARCHAR")

@@ -1,6 +1,8 @@
 """luigi.Config sections: luigi.cfg, LUIGI_CONFIG_PATH overrides and --section-key flags all reach these.
 
-Class names are the section names, as in Luigi's own ``core`` and ``worker`` sections.
+Class names are the section names, as in Luigi's own ``core`` and ``worker`` sections. The lake and the
+warehouse are built here from their sections (``configured_lake``, ``configured_warehouse``), so the
+backends take plain arguments and only this module reads their settings.
 """
 
 from __future__ import annotations
@@ -8,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import luigi
+
+from taxi_luigi.lake import GCSSettings, Lake, lake_for
+from taxi_luigi.warehouse import URL_FORMS, Warehouse, WarehouseSettings, warehouse_for
 
 PRESETS = {
     "tlc": "https://d37ci6vzurychx.cloudfront.net/trip-data/{service}_tripdata_{year}-{month:02d}.parquet",
@@ -105,10 +110,7 @@ class gcs(luigi.Config):
 
 
 class warehouse(luigi.Config):
-    url = luigi.Parameter(
-        default="duckdb:///data/warehouse.duckdb",
-        description="duckdb:///path or bigquery://project/dataset",
-    )
+    url = luigi.Parameter(default="duckdb:///data/warehouse.duckdb", description=URL_FORMS)
     lock_wait_seconds = luigi.FloatParameter(
         default=120.0, description="How long to wait for a DuckDB file another process is writing"
     )
@@ -136,6 +138,39 @@ class cron(luigi.Config):
     services = luigi.Parameter(default="yellow,green,fhv,fhvhv", description="Comma-separated services")
     start = luigi.MonthParameter(default=None, description="YYYY-MM; default: twelve months before this one")
     lock_file = luigi.Parameter(default="", description="Empty: cron-run.lock in [paths] data_dir")
+
+
+def configured_lake() -> Lake:
+    """The lake ``[lake] root`` names, with the GCS settings of ``[gcp]`` and ``[gcs]``."""
+    where, settings = gcp(), gcs()
+    return lake_for(
+        lake().root,
+        GCSSettings(
+            project=where.project,
+            location=where.location,
+            api_endpoint=settings.api_endpoint,
+            chunk_mb=settings.chunk_mb,
+            timeout_seconds=settings.timeout_seconds,
+            retry_seconds=settings.retry_seconds,
+            loads_into_bigquery=warehouse().url.startswith("bigquery://"),
+            cache_dir=paths().root() / "lake-cache",
+        ),
+    )
+
+
+def configured_warehouse(url: str | None = None) -> Warehouse:
+    """The warehouse ``[warehouse] url`` (or ``url``) names, with the settings of its backend."""
+    cfg, bq = warehouse(), bigquery()
+    return warehouse_for(
+        url or cfg.url,
+        WarehouseSettings(
+            lock_wait_seconds=cfg.lock_wait_seconds,
+            memory_limit=cfg.memory_limit,
+            location=gcp().location,
+            bigquery_endpoint=bq.api_endpoint,
+            bigquery_timeout_seconds=bq.timeout_seconds,
+        ),
+    )
 
 
 class report(luigi.Config):

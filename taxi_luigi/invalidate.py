@@ -57,7 +57,7 @@ def _forget_load(service: str, month: dt.date) -> Iterator[Removed]:
 
 def _unpublish(service: str, month: dt.date) -> Iterator[Removed]:
     """The manifest first: once it is gone the objects are vouched for by nothing, so any order is safe."""
-    the_lake = tasks.Publish(service=service, month=month).lake()
+    the_lake = tasks.Publish(service=service, month=month).the_lake()
     for kind in ("manifest", "data", "quarantine", "report"):
         key = the_lake.key(service, month, kind)
         if the_lake.delete(key):

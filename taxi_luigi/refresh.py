@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
-from taxi_luigi import config, invalidate, lake, services, source, tasks
+from taxi_luigi import config, invalidate, services, source, tasks
 
 CHANGED, UNCHANGED, GONE = "changed", "unchanged", "gone"
 
@@ -82,7 +82,7 @@ def check(service: str, year: int, months: tuple[int, ...], today: dt.date) -> l
     """
     svc = services.service(service)
     wanted = tasks.year_months(svc, year, months, today)  # refuses what a run would refuse
-    the_lake = lake.lake_for(config.lake().root)
+    the_lake = config.configured_lake()
     cfg = config.source()
     rows = []
     for month in wanted:

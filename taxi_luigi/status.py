@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taxi_luigi import config, lake, services, tasks
-from taxi_luigi.warehouse import Warehouse, warehouse_for
+from taxi_luigi.warehouse import Warehouse
 
 #: The steps of a month, in the order they run.
 STEPS = ("download", "clean", "publish", "load")
@@ -52,8 +52,8 @@ class MonthStatus:
 def status(names: list[str], year: int | None, today: dt.date) -> list[MonthStatus]:
     """The months of ``names`` (all of ``year`` up to last month, else every month with any trace)."""
     chosen = [services.service(name) for name in dict.fromkeys(names)]  # every name checked before any I/O
-    the_lake = lake.lake_for(config.lake().root)
-    warehouse = warehouse_for(config.warehouse().url)
+    the_lake = config.configured_lake()
+    warehouse = config.configured_warehouse()
     return [row for svc in chosen for row in service_status(svc, year, the_lake, warehouse, today)]
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import luigi
 
 from taxi_luigi import clean, config, lake, locks, rawcsv, report, services, source, staging, zones
-from taxi_luigi.warehouse import LoadedTarget, TripsViewTarget, Warehouse, ZonesTarget, warehouse_for
+from taxi_luigi.targets import LoadedTarget, ManifestTarget, SiteTarget, TripsViewTarget, ZonesTarget
+from taxi_luigi.warehouse import Warehouse
 
 log = logging.getLogger("luigi-interface.taxi_luigi")
 
@@ -105,7 +106,7 @@ class MonthTask(luigi.Task):
 
     def staging_dirs(self) -> list[Path]:
         """Where the month's steps write temporary files (and DuckDB spills while cleaning)."""
-        the_lake = lake.lake_for(config.lake().root)
+        the_lake = config.configured_lake()
         scratch = config.paths().root() / "tmp"
         return [self.work_dir("raw"), self.work_dir("clean"), scratch, *the_lake.staging_dirs(self.service, self.month)]
 
@@ -206,11 +207,11 @@ class Publish(MonthTask):
     def requires(self) -> Clean:
         return Clean(service=self.service, month=self.month)
 
-    def lake(self) -> lake.Lake:
-        return lake.lake_for(config.lake().root)
+    def the_lake(self) -> lake.Lake:
+        return config.configured_lake()
 
-    def output(self) -> lake.ManifestTarget:
-        return lake.ManifestTarget(self.lake(), self.service, self.month)
+    def output(self) -> ManifestTarget:
+        return ManifestTarget(self.the_lake(), self.service, self.month)
 
     def work(self) -> None:
         outputs = self.requires().outputs()
@@ -219,7 +220,7 @@ class Publish(MonthTask):
         started = time.monotonic()
         self.report(10, "publishing")
         source_info = json.loads(report_path.read_text())["source"]
-        manifest = self.lake().publish_month(self.service, self.month, files, source_info)
+        manifest = self.the_lake().publish_month(self.service, self.month, files, source_info)
         seconds = time.monotonic() - started
         log.info("%s: published %s rows to %s in %.1f s", self.label, f"{manifest['rows']:,}", self.output(), seconds)
         self.report(100, f"published {manifest['rows']:,} rows")
@@ -234,15 +235,15 @@ class Load(MonthTask):
         return Publish(service=self.service, month=self.month)
 
     def output(self) -> LoadedTarget:
-        manifest = self.requires().lake().manifest(self.service, self.month)
+        manifest = self.requires().the_lake().manifest(self.service, self.month)
         return LoadedTarget(self.warehouse(), self.service, self.month, manifest and manifest["checksum"])
 
     def warehouse(self) -> Warehouse:
-        return warehouse_for(config.warehouse().url)
+        return config.configured_warehouse()
 
     def work(self) -> None:
         started = time.monotonic()
-        the_lake = self.requires().lake()
+        the_lake = self.requires().the_lake()
         manifest = the_lake.manifest(self.service, self.month)
         self.report(10, f"verifying {manifest['rows']:,} rows")
         rows = self.warehouse().replace_month(self.svc, self.month, the_lake, manifest, self.label, self.report)
@@ -306,7 +307,7 @@ class _MonthsWrapper(luigi.WrapperTask):
         unfetched = [d for d in downloads if not (d.complete() or Clean(service=d.service, month=d.month).complete())]
         if not unfetched:
             return
-        published = lake.lake_for(config.lake().root).manifest_checksums(self.service, [d.month for d in unfetched])
+        published = config.configured_lake().manifest_checksums(self.service, [d.month for d in unfetched])
         if pending := [d for d in unfetched if d.month not in published]:
             source.check_reachable(pending[0].url(), self.span(), config.source().timeout_seconds)
 
@@ -325,7 +326,7 @@ class _MonthsWrapper(luigi.WrapperTask):
         loads = self.loads()
         if not loads:
             return True
-        published = loads[0].requires().lake().manifest_checksums(self.service, [load.month for load in loads])
+        published = loads[0].requires().the_lake().manifest_checksums(self.service, [load.month for load in loads])
         if len(published) < len(loads):
             return False
         loaded = loads[0].warehouse().loaded_checksums(self.service)
@@ -340,16 +341,6 @@ class _MonthsWrapper(luigi.WrapperTask):
             yield QualitySite()
 
 
-class SiteTarget(luigi.Target):
-    """Complete when the site in ``out`` was built from the warehouse's load_log as it is now."""
-
-    def __init__(self, warehouse: Warehouse, out: Path) -> None:
-        self.warehouse, self.out = warehouse, out
-
-    def exists(self) -> bool:
-        return report.is_current(self.warehouse, self.out)
-
-
 class QualitySite(luigi.Task):
     """The quality site in ``[report] out_dir``: an index and a page per service, with charts (taxi_luigi.report).
 
@@ -358,7 +349,7 @@ class QualitySite(luigi.Task):
     """
 
     def output(self) -> SiteTarget:
-        return SiteTarget(warehouse_for(config.warehouse().url), config.report().root())
+        return SiteTarget(config.configured_warehouse(), config.report().root())
 
     def run(self) -> None:
         target = self.output()
@@ -366,7 +357,7 @@ class QualitySite(luigi.Task):
             if target.exists():  # another process built it meanwhile
                 return
             staging.sweep(target.out)
-            built = report.build(lake.lake_for(config.lake().root), target.warehouse, target.out)
+            built = report.build(config.configured_lake(), target.warehouse, target.out)
         services_shown = ", ".join(built.services) or "no service"
         log.info("quality site: %s pages for %s in %s", len(built.pages), services_shown, built.out)
 
@@ -502,7 +493,7 @@ class LoadZones(luigi.Task):
 
     def output(self) -> ZonesTarget:
         recorded = self.recorded()
-        return ZonesTarget(warehouse_for(config.warehouse().url), recorded and recorded["sha256"])
+        return ZonesTarget(config.configured_warehouse(), recorded and recorded["sha256"])
 
     def run(self) -> None:
         recorded = self.recorded()
@@ -520,7 +511,7 @@ class TripsView(luigi.Task):
     resources = {"warehouse": 1}  # noqa: RUF012 - Luigi reads this class attribute
 
     def output(self) -> TripsViewTarget:
-        return TripsViewTarget(warehouse_for(config.warehouse().url), zones.trips_columns())
+        return TripsViewTarget(config.configured_warehouse(), zones.trips_columns())
 
     def run(self) -> None:
         target = self.output()

@@ -19,6 +19,7 @@ from luigi.execution_summary import LuigiStatusCode
 
 from taxi_luigi import lake as lake_module
 from taxi_luigi import sample
+from taxi_luigi.config import configured_lake
 from taxi_luigi.lake import LakeError
 from taxi_luigi.lake.gcs import GCSLake
 from taxi_luigi.tasks import Load, Publish, TaxiYear
@@ -109,8 +110,9 @@ def test_a_year_published_on_gcs_loads_exact_counts_and_a_rerun_touches_nothing(
 class _Racing(GCSLake):
     """A publisher that lets ``rival`` run between learning the month's versions and uploading ``at``."""
 
-    def __init__(self, root: str, rival, at: str) -> None:
-        super().__init__(root)
+    def __init__(self, rival, at: str) -> None:
+        configured = configured_lake()
+        super().__init__(configured.root, configured.settings)
         self.rival, self.at = rival, at
 
     def put(self, key, path, expect=None, metadata=None):
@@ -135,13 +137,13 @@ def _month_files(tmp_path: Path, name: str, rows: int) -> dict[str, Path]:
 def test_of_two_publishers_of_one_month_one_wins_and_the_other_fails_cleanly(pipeline, gcs, bucket, tmp_path, at):
     on_gcs(pipeline, gcs, bucket, "")
     month = dt.date(2021, 5, 1)
-    winner = GCSLake(f"gs://{bucket}/tlc")
+    winner = configured_lake()
     won = {}
 
     def rival() -> None:
         won.update(winner.publish_month("green", month, _month_files(tmp_path, "winner", 20), {"url": "b"}))
 
-    loser = _Racing(f"gs://{bucket}/tlc", rival, at)
+    loser = _Racing(rival, at)
     with pytest.raises(LakeError, match="changed while this month was being published"):
         loser.publish_month("green", month, _month_files(tmp_path, "loser", 10), {"url": "a"})
 
@@ -162,13 +164,13 @@ def test_an_upload_that_fails_half_way_leaves_no_manifest_and_a_rerun_publishes(
     clean = Publish(service="fhv", month=month).requires()
     outputs = clean.outputs()
     files = {"data": outputs.data, "quarantine": outputs.quarantine, "report": Path(clean.output().path)}
-    other = GCSLake(f"gs://{bucket}/tlc")
+    other = configured_lake()
 
     def intruder() -> None:
         other.put(other.key("fhv", month, "quarantine"), files["quarantine"], 0)
 
     with pytest.raises(LakeError):
-        _Racing(f"gs://{bucket}/tlc", intruder, ".quarantine.parquet").publish_month("fhv", month, files, {})
+        _Racing(intruder, ".quarantine.parquet").publish_month("fhv", month, files, {})
     assert not Publish(service="fhv", month=month).complete()
     assert not any(name.endswith(".manifest.json") for name in objects(gcs, bucket))
 
@@ -215,7 +217,7 @@ def test_a_gcs_lake_for_a_warehouse_other_than_bigquery_publishes_and_loads_wher
 
 def test_published_months_is_one_listing_and_delete_is_idempotent(pipeline, gcs, bucket, tmp_path, monkeypatch):
     on_gcs(pipeline, gcs, bucket, "")
-    the_lake = GCSLake(f"gs://{bucket}/tlc")
+    the_lake = configured_lake()
     may, june = dt.date(2021, 5, 1), dt.date(2021, 6, 1)
     published = {
         month: the_lake.publish_month("fhv", month, _month_files(tmp_path, f"fhv{month:%m}", 10), {})["checksum"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from taxi_luigi import lake, staging
 from taxi_luigi.lake.local import LocalLake
+from taxi_luigi.targets import ManifestTarget
 
 
 def killed_writer(final: Path, directory: bool = False) -> Path:
@@ -92,4 +93,4 @@ def test_a_leftover_staged_manifest_in_the_lake_is_not_a_published_month(tmp_pat
     manifest.parent.mkdir(parents=True)
     killed_writer(manifest)
     assert the_lake.published_months("yellow") == {}
-    assert not lake.ManifestTarget(the_lake, "yellow", dt.date(2023, 1, 1)).exists()
+    assert not ManifestTarget(the_lake, "yellow", dt.date(2023, 1, 1)).exists()

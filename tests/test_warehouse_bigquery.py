@@ -16,8 +16,8 @@ import requests
 from luigi.execution_summary import LuigiStatusCode
 
 from taxi_luigi import config, sample, services, status
+from taxi_luigi.config import configured_warehouse
 from taxi_luigi.tasks import Clean, Download, Load, Publish, TaxiYear
-from taxi_luigi.warehouse import warehouse_for
 
 EMULATOR_LOCATION = "US-CENTRAL1"  # where fake-gcs-server puts every bucket: a us-central1 dataset loads from it
 
@@ -77,7 +77,7 @@ def test_every_service_lands_in_bigquery_exactly_across_the_2023_type_change(mir
 def test_a_rerun_loads_nothing_and_asks_each_service_once(mirror, pipeline, gcp, gcs, bigquery, monkeypatch):
     sample.write_mirror(mirror.root, ["green"], 2022, range(1, 13), "tlc", 200)
     assert pipeline.run(TaxiYear(service="green", year=2022)).status == LuigiStatusCode.SUCCESS
-    before = warehouse_for(f"bigquery://test/{gcp.dataset}").load_log()
+    before = configured_warehouse(f"bigquery://test/{gcp.dataset}").load_log()
 
     calls = {gcs.url: [], bigquery.url: []}  # a spy on the transport: real requests, counted
     real_request = requests.Session.request
@@ -97,7 +97,7 @@ def test_a_rerun_loads_nothing_and_asks_each_service_once(mirror, pipeline, gcp,
     assert posts == ["POST /bigquery/v2/projects/test/jobs"] * 2  # the year's load_log, and the site's
     results = [c for c in calls[bigquery.url] if not c.startswith("POST")]
     assert results and all(c.startswith("GET /bigquery/v2/projects/test/queries/") for c in results)  # their rows
-    assert warehouse_for(f"bigquery://test/{gcp.dataset}").load_log() == before
+    assert configured_warehouse(f"bigquery://test/{gcp.dataset}").load_log() == before
     assert mirror.downloads() == 12
 
 
@@ -115,7 +115,7 @@ def test_a_republished_month_replaces_exactly_that_month(mirror, pipeline, gcp):
     assert result.status == LuigiStatusCode.SUCCESS
     assert gcp.counts("yellow_tripdata") == {"2022-01": first["2022-01"], "2022-02": new.clean}
     assert gcp.log_rows() == 3
-    wh = warehouse_for(f"bigquery://test/{gcp.dataset}")
+    wh = configured_warehouse(f"bigquery://test/{gcp.dataset}")
     history = wh.load_history("yellow")  # every load, oldest first: February twice, with two checksums
     assert [(f"{r['month']:%Y-%m}", r["lake_object"]) for r in history] == [
         ("2022-01", "yellow/2022/yellow_tripdata_2022-01.parquet"),
@@ -125,7 +125,8 @@ def test_a_republished_month_replaces_exactly_that_month(mirror, pipeline, gcp):
     assert history[1]["checksum"] != history[2]["checksum"] and history[1]["loaded_at"] < history[2]["loaded_at"]
     assert history[2]["rows"] == new.clean
     assert [{k: v for k, v in r.items() if k != "lake_object"} for r in (history[0], history[2])] == wh.load_log()
-    assert wh.load_history("green") == [] and warehouse_for(f"bigquery://test/{gcp.dataset}_never").load_history() == []
+    assert wh.load_history("green") == []
+    assert configured_warehouse(f"bigquery://test/{gcp.dataset}_never").load_history() == []  # no dataset
 
 
 def test_a_failed_load_leaves_neither_a_log_row_nor_a_partial_month(mirror, pipeline, gcp):
@@ -255,7 +256,7 @@ def test_the_smoke_script_for_real_gcp_passes_on_the_emulators(gcs, bigquery):
 def test_forget_month_deletes_its_load_log_rows_in_one_parameterised_query(mirror, pipeline, gcp):
     truths = sample.write_mirror(mirror.root, ["green"], 2022, [1, 2], "tlc", 300)
     assert pipeline.run(TaxiYear(service="green", year=2022, months="1-2")).status == LuigiStatusCode.SUCCESS
-    wh = warehouse_for(f"bigquery://test/{gcp.dataset}")
+    wh = configured_warehouse(f"bigquery://test/{gcp.dataset}")
     jan, feb = dt.date(2022, 1, 1), dt.date(2022, 2, 1)
     loaded = {f"2022-{t.month:02d}": t.clean for t in truths}
 
@@ -268,7 +269,7 @@ def test_forget_month_deletes_its_load_log_rows_in_one_parameterised_query(mirro
         (feb, "done", "missing"),
     ]
     assert wh.forget_month("green", feb) == 0
-    assert warehouse_for(f"bigquery://test/{gcp.dataset}_never").forget_month("green", feb) == 0  # no dataset
+    assert configured_warehouse(f"bigquery://test/{gcp.dataset}_never").forget_month("green", feb) == 0  # no dataset
 
     assert pipeline.run(TaxiYear(service="green", year=2022, months="1-2")).status == LuigiStatusCode.SUCCESS
     assert set(wh.loaded_checksums("green")) == {jan, feb}

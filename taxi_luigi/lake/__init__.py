@@ -13,9 +13,8 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-
-import luigi
 
 from taxi_luigi import services, staging
 
@@ -188,28 +187,28 @@ class Lake(ABC):
         """A local copy from ``local_copy`` is no longer needed."""
 
 
-def lake_for(root: str) -> Lake:
+@dataclass(frozen=True)
+class GCSSettings:
+    """What a lake on GCS needs besides its root: plain values, handed over from ``[gcp]`` and ``[gcs]``."""
+
+    project: str = ""  # empty: the Application Default Credentials' project
+    location: str = "US"  # the BigQuery dataset's location, which the bucket must suit
+    api_endpoint: str = ""  # set: an emulator, used anonymously
+    chunk_mb: int = 16
+    timeout_seconds: float = 120.0
+    retry_seconds: float = 600.0
+    loads_into_bigquery: bool = False  # only BigQuery loads from the bucket itself, so only then its location matters
+    cache_dir: Path = Path("data/lake-cache")  # where Load's local copies of objects go
+
+
+def lake_for(root: str, gcs: GCSSettings | None = None) -> Lake:
     """The lake backend for a root: ``gs://bucket/prefix``, or a local directory (``file://`` optional)."""
     if root.startswith("gs://"):
         from taxi_luigi.lake.gcs import GCSLake
 
-        return GCSLake(root)
+        return GCSLake(root, gcs or GCSSettings())
     if "://" in root and not root.startswith("file://"):
         raise ValueError(f"lake root {root!r}: use gs://bucket/prefix or a local directory")
     from taxi_luigi.lake.local import LocalLake
 
     return LocalLake(root.removeprefix("file://"))
-
-
-class ManifestTarget(luigi.Target):
-    """Complete when the month's manifest is in the lake."""
-
-    def __init__(self, lake: Lake, service: str, month: dt.date) -> None:
-        self.lake, self.service, self.month = lake, service, month
-        self.key = lake.key(service, month, "manifest")
-
-    def exists(self) -> bool:
-        return self.lake.exists(self.key)
-
-    def __str__(self) -> str:
-        return self.lake.uri(self.key)

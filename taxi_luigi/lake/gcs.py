@@ -18,8 +18,8 @@ from google.api_core import exceptions
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from taxi_luigi import config, gcp_locations, staging
-from taxi_luigi.lake import Lake, LakeError, month_name
+from taxi_luigi import gcp_locations, staging
+from taxi_luigi.lake import GCSSettings, Lake, LakeError, month_name
 
 MULTIPART_LIMIT = 8 * 1024 * 1024  # the client uploads larger files in resumable chunks
 
@@ -37,23 +37,22 @@ def client(project: str, endpoint: str) -> storage.Client:
 
 
 class GCSLake(Lake):
-    """``gs://bucket/prefix``; settings from ``[gcs]`` and ``[gcp]``, credentials from the environment."""
+    """``gs://bucket/prefix``; credentials from the environment (Application Default Credentials)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, settings: GCSSettings) -> None:
         bucket, _, prefix = root.removeprefix("gs://").partition("/")
         if not bucket:
             raise ValueError(f"lake root {root!r}: use gs://bucket or gs://bucket/prefix")
-        self.root, self.prefix = root, prefix.strip("/")
-        settings, where = config.gcs(), config.gcp()
-        self.client = client(where.project, settings.api_endpoint)
+        self.root, self.prefix, self.settings = root, prefix.strip("/"), settings
+        self.client = client(settings.project, settings.api_endpoint)
         self.bucket = self.client.bucket(bucket)
-        self.location = where.location
+        self.location = settings.location
         # Only BigQuery cares where the bucket is: it loads from it. DuckDB and PostgreSQL load local copies.
-        self.loads_into_bigquery = config.warehouse().url.startswith("bigquery://")
+        self.loads_into_bigquery = settings.loads_into_bigquery
         self.chunk = settings.chunk_mb * 1024 * 1024
         self.timeout = settings.timeout_seconds
         self.retry = DEFAULT_RETRY.with_timeout(settings.retry_seconds)
-        self.cache = config.paths().root() / "lake-cache"
+        self.cache = settings.cache_dir
         self._checked = False
 
     def _name(self, key: str) -> str:

@@ -6,9 +6,8 @@ import datetime as dt
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-
-import luigi
 
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
@@ -99,73 +98,45 @@ class Warehouse(ABC):
         """The ``trips`` view's columns in order (None: there is no view)."""
 
 
-class ZonesTarget(luigi.Target):
-    """Complete when the latest zones load came from the file with this sha256."""
+@dataclass(frozen=True)
+class WarehouseSettings:
+    """What the backends need besides their URL: plain values, handed over from ``[warehouse]``, ``[gcp]``
+    and ``[bigquery]``."""
 
-    def __init__(self, warehouse: Warehouse, checksum: str | None) -> None:
-        self.warehouse, self.checksum = warehouse, checksum
-
-    def exists(self) -> bool:
-        return self.checksum is not None and self.warehouse.zones_checksum() == self.checksum
-
-
-class TripsViewTarget(luigi.Target):
-    """Complete when the ``trips`` view has exactly these columns (``service`` first)."""
-
-    def __init__(self, warehouse: Warehouse, columns: list[str]) -> None:
-        self.warehouse, self.columns = warehouse, columns
-
-    def exists(self) -> bool:
-        return self.warehouse.trips_view_columns() == ["service", *self.columns]
+    lock_wait_seconds: float = 120.0  # DuckDB: how long to wait for another process writing the file
+    memory_limit: str = "300MB"  # DuckDB, while loading a month
+    location: str = "US"  # BigQuery: the dataset's and every job's location
+    bigquery_endpoint: str = ""  # set: an emulator, used anonymously
+    bigquery_timeout_seconds: float = 600.0
 
 
-def warehouse_for(url: str) -> Warehouse:
-    """The backend for a URL, with its settings from the config files.
+URL_FORMS = "duckdb:///path, postgresql://user@host:port/db[?schema=name] or bigquery://project/dataset"
 
-    ``duckdb:///relative/path``, ``duckdb:////absolute/path``, ``bigquery://project/dataset`` or
-    ``postgresql://user@host:port/db[?schema=name]``.
-    """
-    from taxi_luigi import config
 
+def warehouse_for(url: str, settings: WarehouseSettings | None = None) -> Warehouse:
+    """The backend for a URL: ``duckdb:///relative/path``, ``duckdb:////absolute/path``,
+    ``postgresql://user@host:port/db[?schema=name]`` or ``bigquery://project/dataset``."""
+    settings = settings or WarehouseSettings()
     if url.startswith("duckdb:///"):
         from taxi_luigi.warehouse.duckdb import DuckDBWarehouse
 
-        cfg = config.warehouse()
-        return DuckDBWarehouse(Path(url.removeprefix("duckdb:///")), cfg.lock_wait_seconds, cfg.memory_limit)
+        return DuckDBWarehouse(Path(url.removeprefix("duckdb:///")), settings.lock_wait_seconds, settings.memory_limit)
     if url.startswith("bigquery://"):
         from taxi_luigi.warehouse.bigquery import BigQueryWarehouse
 
         project, _, dataset = url.removeprefix("bigquery://").partition("/")
         if not project or not dataset or "/" in dataset:
             raise ValueError(f"warehouse url {url!r}: use bigquery://project/dataset")
-        settings = config.bigquery()
         return BigQueryWarehouse(
             checked_identifier("BigQuery project", project),
             checked_identifier("BigQuery dataset", dataset),
-            config.gcp().location,
-            settings.api_endpoint,
-            settings.timeout_seconds,
+            settings.location,
+            settings.bigquery_endpoint,
+            settings.bigquery_timeout_seconds,
         )
     if url.startswith(("postgresql://", "postgresql+psycopg2://")):
         from taxi_luigi.warehouse.postgres import PostgresWarehouse
 
         return PostgresWarehouse(url)
     scheme = url.split("://", 1)[0] if "://" in url else url
-    raise ValueError(
-        f"warehouse url scheme {scheme!r} is not supported; use duckdb:///path or bigquery://project/dataset"
-    )
-
-
-class LoadedTarget(luigi.Target):
-    """Complete when the warehouse's latest load of the month carries this manifest checksum.
-
-    A re-cleaned month has a new checksum, so it is loaded again; a loaded one never twice.
-    """
-
-    def __init__(self, warehouse: Warehouse, service: str, month: dt.date, checksum: str | None) -> None:
-        self.warehouse, self.service, self.month, self.checksum = warehouse, service, month, checksum
-
-    def exists(self) -> bool:
-        if self.checksum is None:
-            return False
-        return self.warehouse.loaded_checksums(self.service).get(self.month) == self.checksum
+    raise ValueError(f"warehouse url scheme {scheme!r} is not supported; use {URL_FORMS}")
