@@ -235,6 +235,8 @@ def test_the_charts_have_a_shape_for_every_month(scenario, browser):
         "yellow": ["cell done", "cell done", "cell missing", "cell stale"],
         "green": ["cell done", "cell done"],
     }
+    index_bars = [e.get_attribute("class") for e in browser.find_elements("css selector", "#rows-yellow rect")]
+    assert index_bars == ["bar done", "bar done", "bar stale"]  # the gap has no bar, only its red cell
 
     open_page(browser, scenario.site / "yellow.html")
     columns = [c.name for c in services.YELLOW.all_columns if c.name != "source_month"]

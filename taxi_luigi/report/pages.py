@@ -35,10 +35,9 @@ svg text{font-size:11px;fill:#4a5568}svg text.y{text-anchor:end}svg text.x{text-
 svg line.grid{stroke:#e2e8f0}
 .legend span{display:inline-block;margin-right:14px}.legend i{display:inline-block;width:11px;height:11px;
 margin-right:4px;vertical-align:-1px}
-.done{fill:#2f855a;background:#2f855a}.stale{fill:#d69e2e;background:#d69e2e}
+.done{fill:#2b6cb0;background:#2b6cb0}.stale{fill:#d69e2e;background:#d69e2e}
 .missing{fill:#c53030;background:#c53030}
-.bar.done{fill:#2b6cb0;background:#2b6cb0}
-td.done,td.stale,td.missing{background:none;font-weight:600}td.done{color:#2f855a}td.stale{color:#b7791f}
+td.done,td.stale,td.missing{background:none;font-weight:600}td.done{color:#2b6cb0}td.stale{color:#b7791f}
 td.missing{color:#c53030}
 .r-malformed_row{fill:#e69f00;background:#e69f00}.r-passenger_count_zero{fill:#56b4e9;background:#56b4e9}
 .r-missing_pickup{fill:#009e73;background:#009e73}.r-dropoff_before_pickup{fill:#cc79a7;background:#cc79a7}
@@ -103,7 +102,6 @@ def _labels(months: Sequence[dt.date]) -> list[str]:
 
 
 _STATES = ((DONE, "loaded from the published manifest"), (STALE, "stale: loaded from an older manifest"))
-_STATE_LEGEND = (*_STATES, (MISSING, "missing: published or a gap, not loaded"))
 
 
 def index(reports: Sequence[ServiceReport], built_at: dt.datetime, warehouse: str, lake: str) -> str:
@@ -133,14 +131,18 @@ def index(reports: Sequence[ServiceReport], built_at: dt.datetime, warehouse: st
                 f'<td class="last">{moment(r.last_load)}</td><td class="missing-months">{spans(r.in_state(MISSING))}'
                 f'</td><td class="stale-months">{spans(r.in_state(STALE))}</td></tr>'
             )
-        body.append("</tbody></table></div><h2>Months</h2>")
+        body.append("</tbody></table></div><h2>Rows loaded per month</h2>")
+        body.append(_legend([*((f"bar {state}", text) for state, text in _STATES), (MISSING, "missing")]))
         for r in reports:
-            first, last = r.months[0].month, r.months[-1].month
-            cells = [svg.Segment(1, m.state, f"{r.service.name} {m.month:%Y-%m}: {m.state}") for m in r.months]
-            body.append(f'<p><a href="{escape(r.service.name)}.html">{escape(r.service.name)}</a> ')
+            name, first, last = r.service.name, r.months[0].month, r.months[-1].month
+            cells = [svg.Segment(1, m.state, f"{name} {m.month:%Y-%m}: {m.state}") for m in r.months]
+            body.append(f'<p><a href="{escape(name)}.html">{escape(name)}</a> ')
             body.append(f'<span class="small meta">{first:%Y-%m} .. {last:%Y-%m}</span></p>')
-            body.append(svg.strip(f"months-{r.service.name}", f"{r.service.name}: the state of each month", cells))
-        body.append(_legend(_STATE_LEGEND))
+            labels = _labels([m.month for m in r.months])
+            body.append(
+                svg.stacked_bars(f"rows-{name}", f"{name}: rows loaded per month", _row_bars(r.months, labels), 110)
+            )
+            body.append(svg.strip(f"months-{name}", f"{name}: the state of each month", cells, height=8))
     return page("taxi-luigi: data quality", body)
 
 

@@ -108,12 +108,13 @@ def heatmap(chart_id: str, label: str, rows: Sequence[str], columns: Sequence[Co
 
 
 def strip(chart_id: str, label: str, cells: Sequence[Segment], height: float = 18) -> str:
-    """One row of equal cells, one per item (a month), each coloured by its class: a state at a glance."""
-    step = WIDTH / max(len(cells), 1)
+    """One row of equal cells, one per item (a month), each coloured by its class: a state at a glance. Its cells
+    line up with the bars of a ``stacked_bars`` chart of the same items above it."""
+    step = (WIDTH - LEFT - RIGHT) / max(len(cells), 1)
     parts = [_open(chart_id, height, label)]
     for i, segment in enumerate(cells):
         parts.append(
-            f'<rect class="cell {escape(segment.css)}" x="{_n(i * step)}" y="0" width="{_n(step)}" '
+            f'<rect class="cell {escape(segment.css)}" x="{_n(LEFT + i * step)}" y="0" width="{_n(step)}" '
             f'height="{_n(height)}"><title>{escape(segment.title)}</title></rect>'
         )
     parts.append("</svg>")
