@@ -18,7 +18,6 @@ import psycopg2
 import pytest
 from emulators import free_port
 from postgres_server import PASSWORD
-from sqlalchemy.engine import make_url
 from test_cron import cron_run, finish, write_config
 
 from taxi_luigi import sample
@@ -99,23 +98,15 @@ def card(cfg: Path, *args: str, stdout: object = subprocess.PIPE) -> subprocess.
     )
 
 
-@pytest.mark.parametrize("where", ["url", "environment"])
 def test_a_failed_load_mails_once_with_the_month_the_step_and_the_error_and_no_password(
-    mirror, tmp_path, pg_database, monkeypatch, inbox, where
+    mirror, tmp_path, pg_database, password_warehouse, inbox
 ):
     """A PostgreSQL warehouse that takes the password (from the URL, or PGPASSWORD) and then refuses the month:
     its table was made by hand without partitions, so the swap fails inside the transaction."""
     sample.write_mirror(mirror.root, ["green"], 2023, [1], "tlc", 300)
-    with psycopg2.connect(pg_database.replace("+psycopg2", "")) as con, con.cursor() as cur:
+    with psycopg2.connect(password_warehouse.replace("+psycopg2", "")) as con, con.cursor() as cur:
         cur.execute("CREATE TABLE green_tripdata (source_month date)")  # not partitioned by month
-    monkeypatch.delenv("PGPASSFILE")  # the fixture's passfile would make the password unnecessary
-    url = make_url(pg_database)
-    if where == "url":
-        warehouse = url.set(password=PASSWORD).render_as_string(hide_password=False)
-    else:
-        warehouse = url.render_as_string(hide_password=False)
-        monkeypatch.setenv("PGPASSWORD", PASSWORD)
-    cfg = luigi_config(tmp_path, mirror.template(), warehouse, inbox.config())
+    cfg = luigi_config(tmp_path, mirror.template(), password_warehouse, inbox.config())
 
     run = card(cfg, "TaxiYear", "--service", "green", "--year", "2023", "--months", "1")
 

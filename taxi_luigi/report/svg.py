@@ -53,6 +53,14 @@ def _open(chart_id: str, height: float, label: str) -> str:
     )
 
 
+def _rect(css: str, x: float, y: float, width: float, height: float, title: str) -> str:
+    """A shape of a chart, with its hover text."""
+    return (
+        f'<rect class="{escape(css)}" x="{_n(x)}" y="{_n(y)}" width="{_n(width)}" height="{_n(height)}">'
+        f"<title>{escape(title)}</title></rect>"
+    )
+
+
 def _x_labels(columns: Sequence[Column], left: float, step: float, y: float) -> list[str]:
     return [
         f'<text class="x" x="{_n(left + (i + 0.5) * step)}" y="{_n(y)}">{escape(c.label)}</text>'
@@ -79,10 +87,7 @@ def stacked_bars(chart_id: str, label: str, columns: Sequence[Column], height: f
                 continue
             h = plot * segment.value / top
             base -= h
-            parts.append(
-                f'<rect class="{escape(segment.css)}" x="{_n(LEFT + i * step + gap)}" y="{_n(base)}" '
-                f'width="{_n(step - 2 * gap)}" height="{_n(h)}"><title>{escape(segment.title)}</title></rect>'
-            )
+            parts.append(_rect(segment.css, LEFT + i * step + gap, base, step - 2 * gap, h, segment.title))
     parts += _x_labels(columns, LEFT, step, height - 6)
     parts.append("</svg>")
     return "".join(parts)
@@ -98,10 +103,7 @@ def heatmap(chart_id: str, label: str, rows: Sequence[str], columns: Sequence[Co
         parts.append(f'<text class="y" x="{left - 6}" y="{_n(TOP + (r + 0.75) * cell)}">{escape(name)}</text>')
     for i, column in enumerate(columns):
         for r, segment in enumerate(column.segments):
-            parts.append(
-                f'<rect class="cell {escape(segment.css)}" x="{_n(left + i * step)}" y="{_n(TOP + r * cell)}" '
-                f'width="{_n(step)}" height="{_n(cell)}"><title>{escape(segment.title)}</title></rect>'
-            )
+            parts.append(_rect(f"cell {segment.css}", left + i * step, TOP + r * cell, step, cell, segment.title))
     parts += _x_labels(columns, left, step, height - 6)
     parts.append("</svg>")
     return "".join(parts)
@@ -113,9 +115,6 @@ def strip(chart_id: str, label: str, cells: Sequence[Segment], height: float = 1
     step = (WIDTH - LEFT - RIGHT) / max(len(cells), 1)
     parts = [_open(chart_id, height, label)]
     for i, segment in enumerate(cells):
-        parts.append(
-            f'<rect class="cell {escape(segment.css)}" x="{_n(LEFT + i * step)}" y="0" width="{_n(step)}" '
-            f'height="{_n(height)}"><title>{escape(segment.title)}</title></rect>'
-        )
+        parts.append(_rect(f"cell {segment.css}", LEFT + i * step, 0, step, height, segment.title))
     parts.append("</svg>")
     return "".join(parts)
