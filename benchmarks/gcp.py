@@ -23,8 +23,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from emulators import BigQueryEmulator, FakeGcs  # noqa: E402
 from run import Bench  # noqa: E402
 
-from taxi_luigi import sample  # noqa: E402
-from taxi_luigi.cli import serve  # noqa: E402
+from taxi_luigi.demo import sample  # noqa: E402
+from taxi_luigi.demo.server import MirrorServer  # noqa: E402
 
 MONTH = "2021-01"
 
@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         with (
             FakeGcs(root=work / "gcs", log=work / "gcs.log") as gcs,
             BigQueryEmulator(log=work / "bq.log", gcs_root=work / "gcs") as bq,
-            serve(work / "mirror") as (url, _),
+            MirrorServer(work / "mirror") as mirror,
         ):
             bucket = f"lake-{uuid.uuid4().hex[:8]}"
             gcs.client().create_bucket(bucket)
-            bench = Bench(work, url)
+            bench = Bench(work, mirror.url)
             lines = ["| lake | step | rows | wall s | rows/s | peak RSS MB |", "|---|---|---:|---:|---:|---:|"]
             for lake_root in (f"gs://{bucket}/tlc", str(work / "local-lake")):
                 cfg = bench.config(

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from postgres_server import PASSWORD, ROLE, PostgresServer, bin_dir
 
-from taxi_luigi import sample
+from taxi_luigi.demo import sample
 
 PG_TYPES = {
     "INTEGER": "integer",

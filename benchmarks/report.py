@@ -33,8 +33,10 @@ from pathlib import Path
 
 import duckdb
 
-from taxi_luigi import clean, report, sample, services
+from taxi_luigi import clean, report, services
+from taxi_luigi.demo import sample
 from taxi_luigi.lake.local import LocalLake
+from taxi_luigi.months import through
 from taxi_luigi.warehouse.duckdb import DuckDBWarehouse
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS-report.md")
     args = parser.parse_args(argv)
     first = dt.date(LAST_YEAR - args.years + 1, 1, 1)
-    months = [dt.date(first.year + i // 12, i % 12 + 1, 1) for i in range(12 * args.years)]
+    months = through(first, dt.date(LAST_YEAR, 12, 1))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         lake, warehouse = LocalLake(str(work / "lake")), DuckDBWarehouse(work / "warehouse.duckdb")

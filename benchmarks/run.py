@@ -5,7 +5,7 @@
 
 Every measured step runs as its own process, the way a user runs it (the real ``luigi``
 command for taxi-luigi's steps), and its peak RSS is that of the whole process tree,
-sampled every 20 ms. The months come from taxi_luigi/sample.py and are served from
+sampled every 20 ms. The months come from taxi_luigi/demo/sample.py and are served from
 127.0.0.1, so the run needs no network. The report goes to benchmarks/RESULTS.md.
 """
 
@@ -28,8 +28,9 @@ from pathlib import Path
 
 import psutil
 
-from taxi_luigi import sample, source
-from taxi_luigi.cli import serve
+from taxi_luigi import source
+from taxi_luigi.demo import sample
+from taxi_luigi.demo.server import MirrorServer
 
 REPO = Path(__file__).resolve().parent.parent
 MONTH = "2021-01"
@@ -383,8 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     yellow = month_file(mirror, "yellow", "dtc", args.yellow_rows)
     fhvhv = month_file(mirror, "fhvhv", "tlc", args.fhvhv_rows)
     rows: list[Row] = []
-    with serve(mirror) as (url, _):
-        bench = Bench(args.work, url)
+    with MirrorServer(mirror) as server:
+        bench = Bench(args.work, server.url)
         rows += month_rows(bench, yellow, course=not args.no_course, repeats=args.repeats)
         rows += month_rows(bench, fhvhv, course=False, repeats=args.repeats)
         if not args.no_postgres:

@@ -21,9 +21,9 @@ import luigi
 import luigi.configuration
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import sample
-from taxi_luigi.cli import serve
 from taxi_luigi.config import configured_warehouse
+from taxi_luigi.demo import sample
+from taxi_luigi.demo.server import MirrorServer
 from taxi_luigi.tasks import TaxiYear
 
 SERVICE, YEAR, MONTH, ROWS = "green", 2023, 2, 5000
@@ -56,15 +56,15 @@ def main(argv: list[str] | None = None) -> int:
             ("bigquery", "api_endpoint", args.bigquery_endpoint),
         ):
             config.set(section, key, value)
-        with serve(work / "mirror") as (url, handler):
-            config.set("source", "url_template", url + "/{service}/{service}_tripdata_{year}-{month:02d}.parquet")
+        with MirrorServer(work / "mirror") as mirror:
+            config.set("source", "url_template", mirror.template())
             task = TaxiYear(service=SERVICE, year=YEAR, months=str(MONTH))
             first = luigi.build([task], local_scheduler=True, detailed_summary=True, log_level="WARNING")
             if first.status != LuigiStatusCode.SUCCESS:
                 print(first.summary_text)
                 print("FAILED: see the errors above.", file=sys.stderr)
                 return 1
-            downloads = handler.requests
+            downloads = mirror.downloads()
             again = luigi.build([task], local_scheduler=True, detailed_summary=True, log_level="WARNING")
     log = [r for r in configured_warehouse().load_log(SERVICE) if f"{r['month']:%Y-%m}" == f"{YEAR}-{MONTH:02d}"]
     checks = {
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         and log[0]["quarantined"] == sum(truth.reasons.values()),
         "the rerun did nothing": again.status == LuigiStatusCode.SUCCESS
         and "ran successfully" not in again.summary_text,
-        "one download in all": downloads == 1 and handler.requests == 1,
+        "one download in all": downloads == 1 and mirror.downloads() == 1,
     }
     for what, ok in checks.items():
         print(f"{'ok ' if ok else 'FAILED'}  {what}")

@@ -29,9 +29,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from taxi_luigi import geo, rawcsv, services, staging
+from taxi_luigi import geo, months, rawcsv, services, staging
 from taxi_luigi import progress as progress_of
 from taxi_luigi.services import MALFORMED, QUARANTINE_LINE, REASONS, SOURCE_MONTH, Column, ColumnMap, Service
+from taxi_luigi.sql import ident, literal
 
 #: A column whose values DuckDB's reader refuses in more than this share of the rows is read as text
 #: and cast in SQL instead: setting thousands of rows aside, one at a time, would cost more.
@@ -51,18 +52,6 @@ class Outputs:
     quarantine: Path
 
 
-def sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def sql_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def next_month(month: dt.date) -> dt.date:
-    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-
-
 def typed_expr(col: Column, sources: tuple[str, ...], types: dict[str, str]) -> str:
     """The SQL that turns a canonical column's source columns into its type: the first filled one wins.
 
@@ -73,7 +62,7 @@ def typed_expr(col: Column, sources: tuple[str, ...], types: dict[str, str]) -> 
     """
     if not sources:
         return f"NULL::{col.duckdb_type}"
-    exprs = [_typed_one(col, sql_ident(source), types.get(source) == "VARCHAR") for source in sources]
+    exprs = [_typed_one(col, ident(source), types.get(source) == "VARCHAR") for source in sources]
     return exprs[0] if len(exprs) == 1 else f"COALESCE({', '.join(exprs)})"
 
 
@@ -91,7 +80,7 @@ def _typed_one(col: Column, ref: str, text: bool) -> str:
 def code_expr(col: Column, ref: str) -> str:
     """The canonical value of a coded text (2009-2014 'CMT', '"Cash"', ' csh', 'NA '), or NULL."""
     key = f"UPPER(TRIM(REPLACE(REPLACE(CAST({ref} AS VARCHAR), '\"', ''), '''', '')))"
-    whens = " ".join(f"WHEN {sql_literal(code)} THEN {sql_literal(value)}" for code, value in col.codes)
+    whens = " ".join(f"WHEN {literal(code)} THEN {literal(value)}" for code, value in col.codes)
     return f"CAST(CASE {key} {whens} END AS {col.duckdb_type})"
 
 
@@ -99,7 +88,7 @@ def raw_expr(sources: tuple[str, ...]) -> str:
     """A quarantined value as the source has it: the first filled spelling's text."""
     if not sources:
         return "NULL::VARCHAR"
-    texts = [f"CAST({sql_ident(source)} AS VARCHAR)" for source in sources]
+    texts = [f"CAST({ident(source)} AS VARCHAR)" for source in sources]
     if len(texts) == 1:
         return texts[0]
     return "COALESCE(" + ", ".join(f"NULLIF({text}, '')" for text in texts) + ")"
@@ -108,7 +97,7 @@ def raw_expr(sources: tuple[str, ...]) -> str:
 def other_expr(names: tuple[str, ...]) -> str:
     if not names:
         return "NULL::VARCHAR"
-    fields = ", ".join(f"{sql_ident(n)} := {raw_expr((n,))}" for n in names)
+    fields = ", ".join(f"{ident(n)} := {raw_expr((n,))}" for n in names)
     return f"to_json(struct_pack({fields}))::VARCHAR"
 
 
@@ -123,7 +112,7 @@ def reason_expr(svc: Service, cmap: ColumnMap, month: dt.date, types: dict[str, 
 
     _, zero, missing, before, outside = REASONS
     pickup, dropoff = typed("pickup_datetime"), typed("dropoff_datetime")
-    start, end = sql_literal(month.isoformat()), sql_literal(next_month(month).isoformat())
+    start, end = literal(month.isoformat()), literal(months.following(month).isoformat())
     rules = []
     if svc.has_passenger_count:
         rules.append((f"{typed('passenger_count')} = 0", zero))
@@ -132,7 +121,7 @@ def reason_expr(svc: Service, cmap: ColumnMap, month: dt.date, types: dict[str, 
         (f"{dropoff} < {pickup}", before),
         (f"{pickup} < TIMESTAMP {start} OR {pickup} >= TIMESTAMP {end}", outside),
     ]
-    whens = " ".join(f"WHEN {cond} THEN {sql_literal(reason)}" for cond, reason in rules)
+    whens = " ".join(f"WHEN {cond} THEN {literal(reason)}" for cond, reason in rules)
     return f"CASE {whens} END"
 
 
@@ -143,28 +132,28 @@ def month_query(svc: Service, cmap: ColumnMap, month: dt.date, relation: str, ty
     row only, the source values as text in ``__raw_<column>`` (null otherwise, so clean rows carry
     nothing extra). ``clean_query`` and ``quarantine_query`` cut the two outputs from it.
     """
-    typed = [f"{typed_expr(c, cmap.sources(c.name), types)} AS {sql_ident(c.name)}" for c in svc.columns]
+    typed = [f"{typed_expr(c, cmap.sources(c.name), types)} AS {ident(c.name)}" for c in svc.columns]
     raw = [
-        f"CASE WHEN __reason IS NOT NULL THEN {raw_expr(cmap.sources(c.name))} END AS {sql_ident('__raw_' + c.name)}"
+        f"CASE WHEN __reason IS NOT NULL THEN {raw_expr(cmap.sources(c.name))} END AS {ident('__raw_' + c.name)}"
         for c in svc.columns
     ]
     return (
         f"SELECT {', '.join(typed)}, {other_expr(cmap.other)} AS other_columns, "
-        f"DATE {sql_literal(month.isoformat())} AS source_month, __reason, {', '.join(raw)} "
+        f"DATE {literal(month.isoformat())} AS source_month, __reason, {', '.join(raw)} "
         f"FROM (SELECT *, {reason_expr(svc, cmap, month, types)} AS __reason FROM {relation})"
     )
 
 
 def clean_query(svc: Service, mapped: str) -> str:
     """The clean rows of ``month_query``'s output, in the canonical schema."""
-    names = ", ".join(sql_ident(c.name) for c in svc.all_columns)
+    names = ", ".join(ident(c.name) for c in svc.all_columns)
     return f"SELECT {names} FROM {mapped} WHERE __reason IS NULL"
 
 
 def quarantine_query(svc: Service, mapped: str) -> str:
     """The quarantined rows of ``month_query``'s output, in the quarantine's schema (values as text)."""
-    values = ", ".join(f"{sql_ident('__raw_' + c.name)} AS {sql_ident(c.name)}" for c in svc.columns)
-    no_line = ", ".join(f"NULL::{c.duckdb_type} AS {sql_ident(c.name)}" for c in QUARANTINE_LINE)
+    values = ", ".join(f"{ident('__raw_' + c.name)} AS {ident(c.name)}" for c in svc.columns)
+    no_line = ", ".join(f"NULL::{c.duckdb_type} AS {ident(c.name)}" for c in QUARANTINE_LINE)
     return (
         f"SELECT {values}, other_columns, __reason AS reason, source_month, {no_line} FROM {mapped} "
         "WHERE __reason IS NOT NULL"
@@ -173,9 +162,9 @@ def quarantine_query(svc: Service, mapped: str) -> str:
 
 def malformed_query(svc: Service, month: dt.date, relation: str) -> str:
     """Malformed rows in the quarantine's shape: no values, the reason, the line and its number."""
-    values = ", ".join(f"NULL::VARCHAR AS {sql_ident(c.name)}" for c in (*svc.columns, services.OTHER_COLUMNS))
+    values = ", ".join(f"NULL::VARCHAR AS {ident(c.name)}" for c in (*svc.columns, services.OTHER_COLUMNS))
     return (
-        f"SELECT {values}, {sql_literal(MALFORMED)} AS reason, DATE {sql_literal(month.isoformat())} AS source_month, "
+        f"SELECT {values}, {literal(MALFORMED)} AS reason, DATE {literal(month.isoformat())} AS source_month, "
         f"line_number, raw_line FROM {relation}"
     )
 
@@ -277,7 +266,7 @@ def clean_month(
 
 def _read_parquet(con: duckdb.DuckDBPyConnection, raw: Path, svc: Service, month: dt.date) -> _Read:
     """A parquet source is mapped on the fly, once for each output: cheaper than staging it."""
-    relation = f"read_parquet({sql_literal(str(raw))})"
+    relation = f"read_parquet({literal(str(raw))})"
     types = dict(row[:2] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall())
     cmap = services.map_columns(svc, list(types))
     mapped = f"({month_query(svc, cmap, month, relation, types)})"
@@ -386,9 +375,7 @@ class _CsvRead:
         self.scans += 1
         rejects, extra = f"__rejects_{self.scans}", [f"__extra_{i}" for i in range(self.dialect.extra)]
         types = {name: "VARCHAR" if name in text else t for name, t in self.types.items()}
-        spec = ", ".join(
-            f"{sql_literal(n)}: {sql_literal(t)}" for n, t in {**types, **dict.fromkeys(extra, "UUID")}.items()
-        )
+        spec = ", ".join(f"{literal(n)}: {literal(t)}" for n, t in {**types, **dict.fromkeys(extra, "UUID")}.items())
         options = [
             "header = true",
             "auto_detect = false",
@@ -398,24 +385,23 @@ class _CsvRead:
             "escape = '\"'",
             f"strict_mode = {str(strict).lower()}",
             "store_rejects = true",
-            f"rejects_table = {sql_literal(rejects)}",
-            f"rejects_scan = {sql_literal(rejects + '_scan')}",
+            f"rejects_table = {literal(rejects)}",
+            f"rejects_scan = {literal(rejects + '_scan')}",
         ]
         if strict:
             options.append("new_line = '\\n'")
-        relation = f"read_csv({sql_literal(str(path))}, {', '.join(options)})"
+        relation = f"read_csv({literal(str(path))}, {', '.join(options)})"
         # A UUID past the header would parse: stop rather than lose it (not seen in any file).
         guard = " AND ".join(
-            f"(CASE WHEN {sql_ident(e)} IS NULL THEN true ELSE error({sql_literal(self._uuid_message())}) END)"
-            for e in extra
+            f"(CASE WHEN {ident(e)} IS NULL THEN true ELSE error({literal(self._uuid_message())}) END)" for e in extra
         )
         where = f" WHERE {guard}" if guard else ""
-        keep = f" EXCLUDE ({', '.join(map(sql_ident, extra))})" if extra else ""
+        keep = f" EXCLUDE ({', '.join(map(ident, extra))})" if extra else ""
         query = f"SELECT *{keep} FROM {relation}{where}"
         staged = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(f".scan{self.scans}.parquet")))
         with progress_of.watch(self.con, self.say, 1, 80, rows, "read"):
             accepted = self.con.execute(
-                f"COPY ({query}) TO {sql_literal(str(staged))} (FORMAT parquet, COMPRESSION lz4_raw)"
+                f"COPY ({query}) TO {literal(str(staged))} (FORMAT parquet, COMPRESSION lz4_raw)"
             ).fetchone()[0]
         refused = dict(
             self.con.execute(
@@ -502,10 +488,10 @@ class _CsvRead:
                 "rows_with_empty_fields_dropped": padded + (scan.accepted if self.dialect.extra else 0),
             }
         }
-        staged = f"read_parquet({sql_literal(str(scan.staged))})"
+        staged = f"read_parquet({literal(str(scan.staged))})"
         mapped = [f"({month_query(self.svc, self.cmap, self.month, staged, scan.types)})"]
         if written:
-            text_rows = f"read_parquet({sql_literal(str(rescued))})"
+            text_rows = f"read_parquet({literal(str(rescued))})"
             as_text = dict.fromkeys(self.dialect.columns, "VARCHAR")
             mapped.append(f"({month_query(self.svc, self.cmap, self.month, text_rows, as_text)})")
         result = _Read(mapped, self.cmap, rows_in, notes=notes)
@@ -518,7 +504,7 @@ class _CsvRead:
                 }
             )
             pq.write_table(table, malformed)
-            result.malformed = f"read_parquet({sql_literal(str(malformed))})"
+            result.malformed = f"read_parquet({literal(str(malformed))})"
             notes["csv"]["malformed"] = problems
         return result
 
@@ -565,21 +551,18 @@ def _connect(memory_limit: str, threads: int, temp_dir: Path | None) -> duckdb.D
 
 
 def _copy(con: duckdb.DuckDBPyConnection, query: str, dest: Path) -> None:
-    con.execute(f"COPY ({query}) TO {sql_literal(str(dest))} (FORMAT parquet, COMPRESSION snappy)")
+    con.execute(f"COPY ({query}) TO {literal(str(dest))} (FORMAT parquet, COMPRESSION snappy)")
 
 
 def _report(con: duckdb.DuckDBPyConnection, svc: Service, data: Path, quarantine: Path, rows_in: int) -> dict:
     names = [c.name for c in svc.all_columns if c is not SOURCE_MONTH]
-    nulls = ", ".join(f"count(*) - count({sql_ident(n)})" for n in names)
+    nulls = ", ".join(f"count(*) - count({ident(n)})" for n in names)
     row = con.execute(
-        f"SELECT count(*), min(pickup_datetime), max(pickup_datetime), {nulls} "
-        f"FROM read_parquet({sql_literal(str(data))})"
+        f"SELECT count(*), min(pickup_datetime), max(pickup_datetime), {nulls} FROM read_parquet({literal(str(data))})"
     ).fetchone()
     by_reason = dict.fromkeys(REASONS, 0)
     by_reason.update(
-        con.execute(
-            f"SELECT reason, count(*) FROM read_parquet({sql_literal(str(quarantine))}) GROUP BY reason"
-        ).fetchall()
+        con.execute(f"SELECT reason, count(*) FROM read_parquet({literal(str(quarantine))}) GROUP BY reason").fetchall()
     )
     return {
         "rows_in": rows_in,

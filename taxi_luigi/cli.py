@@ -6,100 +6,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import functools
-import http.server
 import json
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import luigi
-import luigi.configuration
-from luigi.execution_summary import LuigiStatusCode
-
-from taxi_luigi import config, invalidate, refresh, report, sample, services, source, status
+from taxi_luigi import config, invalidate, layout, refresh, report, services, source, status
+from taxi_luigi.demo import run, sample
 from taxi_luigi.lake import LakeError
-from taxi_luigi.tasks import MonthsParameter, TaxiYear, month_label
-from taxi_luigi.warehouse import WarehouseError, warehouse_for
-
-DEMO_YEAR = 2023
-DEMO_MONTHS = (1, 2, 3)  # 2023-02 is when the TLC changed column types and spelled Airport_fee
-
-
-class _CountingHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the mirror quietly and counts downloads, so the demo can show a rerun downloads nothing.
-
-    A one-byte request is a look at whether the source is there (a year's check before it starts), not
-    a download."""
-
-    requests = 0
-
-    def do_GET(self) -> None:
-        if self.headers.get("Range") != "bytes=0-0":
-            type(self).requests += 1
-        super().do_GET()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextmanager
-def serve(directory: Path) -> Iterator[tuple[str, type[_CountingHandler]]]:
-    """Serve ``directory`` on a free port of 127.0.0.1 until the block ends."""
-    handler = type("Handler", (_CountingHandler,), {"requests": 0})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+from taxi_luigi.months import label
+from taxi_luigi.tasks import MonthsParameter
+from taxi_luigi.warehouse import WarehouseError
 
 
 def demo(args: argparse.Namespace) -> int:
     """Generate a sample mirror, serve it on loopback and run the real pipeline against it."""
-    data = Path(args.data_dir)
-    mirror = data / "mirror"
-    started = time.monotonic()
-    truths = sample.write_mirror(mirror, services.SERVICES, DEMO_YEAR, DEMO_MONTHS, "tlc", args.rows)
-    print(f"sample mirror: {len(truths)} files in {mirror} ({time.monotonic() - started:.1f} s)")
-    config = luigi.configuration.get_config()
-    config.set("paths", "data_dir", str(data))
-    config.set("lake", "root", str(data / "lake"))
-    config.set("warehouse", "url", f"duckdb:///{data / 'warehouse.duckdb'}")
-    months = MonthsParameter().serialize(DEMO_MONTHS)
-    tasks = [TaxiYear(service=name, year=DEMO_YEAR, months=months) for name in services.SERVICES]
-    with serve(mirror) as (url, handler):
-        config.set("source", "url_template", url + "/{service}/{service}_tripdata_{year}-{month:02d}.parquet")
-        runs = []
-        for _ in range(2):
-            handler.requests = 0
-            t0 = time.monotonic()
-            result = luigi.build(
-                tasks, local_scheduler=True, workers=args.workers, detailed_summary=True, log_level="WARNING"
-            )
-            runs.append((time.monotonic() - t0, handler.requests, result.status))
-    _print_summary(data)
-    (first, first_gets, status), (second, second_gets, _) = runs
-    print(
-        f"\nfirst run: {first:.1f} s, {first_gets} downloads; "
-        f"second run: {second:.1f} s, {second_gets} downloads (everything was already complete)"
-    )
-    print(f"warehouse: {data / 'warehouse.duckdb'}   lake: {data / 'lake'}")
-    print(f"quality site: {data / 'report' / report.INDEX}")
-    return 0 if status in (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY) else 1
-
-
-def _print_summary(data: Path) -> None:
-    rows = warehouse_for(f"duckdb:///{data / 'warehouse.duckdb'}").load_log()
-    print(f"\n{'service':<8} {'month':<8} {'loaded':>10} {'quarantined':>12}")
-    for r in rows:
-        print(f"{r['service']:<8} {r['month']:%Y-%m}  {r['rows']:>10,} {r['quarantined']:>12,}")
-    print(f"{'total':<17} {sum(r['rows'] for r in rows):>10,} {sum(r['quarantined'] for r in rows):>12,}")
+    return run.demo(Path(args.data_dir), args.rows, args.workers)
 
 
 def write_sample(args: argparse.Namespace) -> int:
@@ -112,7 +33,7 @@ def write_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-_HEADER = ("service", "month", *status.STEPS, "rows", "quarantined", "loaded_at (UTC)")
+_HEADER = ("service", "month", *layout.STEPS, "rows", "quarantined", "loaded_at (UTC)")
 _NUMBERS = frozenset({"rows", "quarantined"})
 
 
@@ -135,7 +56,7 @@ def status_table(months: list[status.MonthStatus]) -> str:
         (
             m.service,
             f"{m.month:%Y-%m}",
-            *(getattr(m, step) for step in status.STEPS),
+            *(getattr(m, step) for step in layout.STEPS),
             "-" if m.rows is None else f"{m.rows:,}",
             "-" if m.quarantined is None else f"{m.quarantined:,}",
             "-" if m.loaded_at is None else f"{m.loaded_at:%Y-%m-%d %H:%M:%S}",
@@ -170,9 +91,9 @@ def invalidate_month(args: argparse.Namespace) -> int:
         report = {"service": args.service, "month": f"{month:%Y-%m}", "from": args.first}
         print(json.dumps({**report, "removed": [dataclasses.asdict(item) for item in removed]}, indent=2))
         return 0
-    redo = ", ".join(status.STEPS[status.STEPS.index(args.first) :])
+    redo = ", ".join(layout.STEPS[layout.STEPS.index(args.first) :])
     done = "" if removed else "nothing to remove (already invalidated); "
-    print(f"{month_label(args.service, month)}: {done}the next run redoes {redo}")
+    print(f"{label(args.service, month)}: {done}the next run redoes {redo}")
     return 0
 
 
@@ -276,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("invalidate", help="remove a month's targets from a step on, so the next run redoes them")
     p.add_argument("service", help=", ".join(services.SERVICES))
     p.add_argument("month", help="YYYY-MM")
-    p.add_argument("--from", dest="first", choices=status.STEPS, default="clean", help="first step to redo")
+    p.add_argument("--from", dest="first", choices=layout.STEPS, default="clean", help="first step to redo")
     p.add_argument("--json", action="store_true", help="what was removed, as JSON")
     p.set_defaults(func=invalidate_month)
     p = commands.add_parser("report", help="write the quality site: an index and a page per service, with charts")

@@ -11,10 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-from taxi_luigi import config, locks, services, tasks
-from taxi_luigi.status import STEPS
+from taxi_luigi import config, layout, locks, months, services, source
+from taxi_luigi.layout import STEPS
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ def parse_month(service: str, text: str, today: dt.date) -> dt.date:
         month = dt.datetime.strptime(text, "%Y-%m").date()
     except ValueError:
         raise ValueError(f"month {text!r}: use YYYY-MM, e.g. 2023-02") from None
-    return tasks.year_months(svc, month.year, (month.month,), today)[0]  # refuses what a run would refuse
+    return months.of_year(svc, month.year, (month.month,), today)[0]  # refuses what a run would refuse
 
 
 def invalidate(service: str, month: dt.date, first: str = "clean") -> Iterator[Removed]:
@@ -42,22 +41,22 @@ def invalidate(service: str, month: dt.date, first: str = "clean") -> Iterator[R
     crashes) has shown exactly what is gone. It holds the month's lock, so it never pulls a target
     from under a step of the month that is running.
     """
-    lock = tasks.Download(service=service, month=month).lock_path()
-    with locks.hold(lock, f"invalidate {tasks.month_label(service, month)}", config.locks().wait_seconds):
+    lock = _files(service, month).lock
+    with locks.hold(lock, f"invalidate {months.label(service, month)}", config.locks().wait_seconds):
         for step in reversed(STEPS[STEPS.index(first) :]):
             yield from _REMOVE[step](service, month)
 
 
 def _forget_load(service: str, month: dt.date) -> Iterator[Removed]:
     """The load_log rows: the month's data stays queryable until the next load replaces it."""
-    warehouse = tasks.Load(service=service, month=month).warehouse()
+    warehouse = config.configured_warehouse()
     if rows := warehouse.forget_month(service, month):
         yield Removed("load", f"{rows} load_log row{'s' * (rows != 1)} in {warehouse!r}")
 
 
 def _unpublish(service: str, month: dt.date) -> Iterator[Removed]:
     """The manifest first: once it is gone the objects are vouched for by nothing, so any order is safe."""
-    the_lake = tasks.Publish(service=service, month=month).the_lake()
+    the_lake = config.configured_lake()
     for kind in ("manifest", "data", "quarantine", "report"):
         key = the_lake.key(service, month, kind)
         if the_lake.delete(key):
@@ -66,9 +65,8 @@ def _unpublish(service: str, month: dt.date) -> Iterator[Removed]:
 
 def _unclean(service: str, month: dt.date) -> Iterator[Removed]:
     """The quality report first (Clean's target), then the parquet files it vouched for."""
-    clean = tasks.Clean(service=service, month=month)
-    outputs = clean.outputs()
-    for path in (Path(clean.output().path), outputs.data, outputs.quarantine):
+    files = _files(service, month)
+    for path in (files.quality_report, files.clean_data, files.clean_quarantine):
         try:
             path.unlink()
         except FileNotFoundError:
@@ -77,11 +75,18 @@ def _unclean(service: str, month: dt.date) -> Iterator[Removed]:
 
 
 def _undownload(service: str, month: dt.date) -> Iterator[Removed]:
-    download = tasks.Download(service=service, month=month)
-    present = [path for path in (Path(download.output().path), download.raw_path()) if path.exists()]
-    download.discard()  # the target, then the raw file
-    for path in present:
+    """The record (Download's target) first, then the raw file it vouched for."""
+    fmt = source.file_format(config.source().url(service, month.year, month.month))
+    for path in (_files(service, month).raw_record(fmt), _files(service, month).raw(fmt)):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
         yield Removed("download", str(path))
+
+
+def _files(service: str, month: dt.date) -> layout.MonthFiles:
+    return layout.MonthFiles(config.paths().root(), service, month)
 
 
 _REMOVE: dict[str, Callable[[str, dt.date], Iterator[Removed]]] = {

@@ -14,7 +14,8 @@ import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
-from taxi_luigi import config, invalidate, services, source, tasks
+from taxi_luigi import config, invalidate, services, source
+from taxi_luigi.months import label, of_year
 
 CHANGED, UNCHANGED, GONE = "changed", "unchanged", "gone"
 
@@ -81,7 +82,7 @@ def check(service: str, year: int, months: tuple[int, ...], today: dt.date) -> l
     would download.
     """
     svc = services.service(service)
-    wanted = tasks.year_months(svc, year, months, today)  # refuses what a run would refuse
+    wanted = of_year(svc, year, months, today)  # refuses what a run would refuse
     the_lake = config.configured_lake()
     cfg = config.source()
     rows = []
@@ -92,9 +93,8 @@ def check(service: str, year: int, months: tuple[int, ...], today: dt.date) -> l
         got = manifest["source"]
         recorded = source.Remote(got["url"], got["bytes"], got.get("etag"), got.get("last_modified"))
         url = cfg.url(service, month.year, month.month)
-        label = tasks.month_label(service, month)
         current = source.probe(
-            url, label, retries=cfg.retries, backoff=cfg.backoff_seconds, timeout=cfg.timeout_seconds
+            url, label(service, month), retries=cfg.retries, backoff=cfg.backoff_seconds, timeout=cfg.timeout_seconds
         )
         if current is None:
             rows.append(Checked(service, month, GONE, "presence", recorded, None))

@@ -23,8 +23,9 @@ TYPES: dict[str, tuple[pa.DataType, str]] = {
     "int64": (pa.int64(), "BIGINT"),
     "double": (pa.float64(), "DOUBLE"),
     "string": (pa.string(), "VARCHAR"),
-    "timestamp": (pa.timestamp("us"), "TIMESTAMP"),
+    "timestamp": (pa.timestamp("us"), "TIMESTAMP"),  # a wall-clock time, as the TLC's are
     "date": (pa.date32(), "DATE"),
+    "instant": (pa.timestamp("us", tz="UTC"), "TIMESTAMP"),  # a moment (load times); DuckDB's hold UTC
 }
 
 #: Quarantine reasons, in the order the rules are applied (the first rule broken wins). A malformed row is one
@@ -55,6 +56,8 @@ class Column:
     #: Several of the spellings may come in one file (fhv 2018 has two base-number columns, one of them
     #: mostly empty): the value is the first filled one, in the order of ``sources``.
     coalesce: bool = False
+    #: The warehouse refuses a row without it (NOT NULL / REQUIRED): wrong data cannot load quietly.
+    not_null: bool = False
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -74,9 +77,10 @@ def _col(
     codes: dict[str, object] | None = None,
     zero_is_null: bool = False,
     coalesce: bool = False,
+    not_null: bool = False,
 ) -> Column:
     coded = tuple((k, str(v)) for k, v in (codes or {}).items())
-    return Column(name, type_, sources or (name,), doc, normalize, coded, zero_is_null, coalesce)
+    return Column(name, type_, sources or (name,), doc, normalize, coded, zero_is_null, coalesce, not_null)
 
 
 #: Columns every service ends with: unmapped source columns as JSON, and the file's month.
@@ -87,8 +91,10 @@ OTHER_COLUMNS = Column(
     "Source columns this schema does not know yet, as a JSON object (null when there are none). "
     "A new TLC column is kept here until it gets a canonical column.",
 )
-SOURCE_MONTH = Column("source_month", "date", (), "First day of the month of the source file.")
-REASON = Column("reason", "string", (), "The first quarantine rule the row broke, in the order of REASONS.")
+SOURCE_MONTH = Column("source_month", "date", (), "First day of the month of the source file.", not_null=True)
+REASON = Column(
+    "reason", "string", (), "The first quarantine rule the row broke, in the order of REASONS.", not_null=True
+)
 #: The quarantine's last columns: where a malformed row was, and what it said (null for other reasons).
 QUARANTINE_LINE = (
     Column("line_number", "int64", (), "Line of a malformed row in the source file (the header is line 1)."),
@@ -210,7 +216,14 @@ YELLOW = Service(
             doc="1 = Creative Mobile (CMT), 2 = VeriFone (VTS), 3 = Digital Dispatch (DDS, 2009-2010), ...",
             codes=VENDOR_CODES,
         ),
-        _col("pickup_datetime", "timestamp", "tpep_pickup_datetime", "pickup_datetime", "Trip_Pickup_DateTime"),
+        _col(
+            "pickup_datetime",
+            "timestamp",
+            "tpep_pickup_datetime",
+            "pickup_datetime",
+            "Trip_Pickup_DateTime",
+            not_null=True,
+        ),
         _col("dropoff_datetime", "timestamp", "tpep_dropoff_datetime", "dropoff_datetime", "Trip_Dropoff_DateTime"),
         _PASSENGERS,
         _DISTANCE,
@@ -256,7 +269,7 @@ GREEN = Service(
     dt.date(2013, 8, 1),
     (
         _VENDOR,
-        _col("pickup_datetime", "timestamp", "lpep_pickup_datetime"),
+        _col("pickup_datetime", "timestamp", "lpep_pickup_datetime", not_null=True),
         _col("dropoff_datetime", "timestamp", "lpep_dropoff_datetime"),
         _FLAG,
         _RATE,
@@ -294,7 +307,14 @@ FHV = Service(
     dt.date(2015, 1, 1),
     (
         _FHV_BASE,
-        _col("pickup_datetime", "timestamp", "pickup_datetime", "Pickup_date", doc="Spelled Pickup_date in 2015-2016"),
+        _col(
+            "pickup_datetime",
+            "timestamp",
+            "pickup_datetime",
+            "Pickup_date",
+            doc="Spelled Pickup_date in 2015-2016",
+            not_null=True,
+        ),
         _col(
             "dropoff_datetime",
             "timestamp",
@@ -326,7 +346,7 @@ FHVHV = Service(
         _col("originating_base_num", "string", normalize="upper"),
         _col("request_datetime", "timestamp"),
         _col("on_scene_datetime", "timestamp"),
-        _col("pickup_datetime", "timestamp"),
+        _col("pickup_datetime", "timestamp", not_null=True),
         _col("dropoff_datetime", "timestamp"),
         _PU,
         _DO,

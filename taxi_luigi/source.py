@@ -115,16 +115,34 @@ def fetch(
     """
     fmt = file_format(url)
     with staging.staged(dest) as part:
-        src = local_path(url)
-        if src is None:
-            etag, modified = _http_download(url, part, label, retries, backoff, timeout, progress)
-        else:
-            etag, modified = None, local_version(src) if src.is_file() else None
-            _copy_local(src, part, label, url)
+        etag, modified = download(
+            url, part, label, retries=retries, backoff=backoff, timeout=timeout, progress=progress
+        )
         columns = verify(part, fmt, svc, label, url)
         size = part.stat().st_size
         os.replace(part, dest)
     return Fetched(url, fmt, size, columns, etag, modified)
+
+
+def download(
+    url: str,
+    part: Path,
+    label: str,
+    *,
+    retries: int = 4,
+    backoff: float = 2.0,
+    timeout: float = 60.0,
+    progress: ProgressFn | None = None,
+) -> tuple[str | None, str | None]:
+    """The bytes at ``url`` (http(s)://, file:// or a path) into ``part``, unverified; their ETag and
+    Last-Modified (a local file's mtime). The caller verifies them and renames ``part``: NotPublished
+    when there is no file, SourceError when the source cannot be reached."""
+    src = local_path(url)
+    if src is None:
+        return _http_download(url, part, label, retries, backoff, timeout, progress)
+    modified = local_version(src) if src.is_file() else None
+    _copy_local(src, part, label, url)
+    return None, modified
 
 
 def _copy_local(src: Path, part: Path, label: str, url: str) -> None:

@@ -11,13 +11,11 @@ import contextlib
 import datetime as dt
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
-from taxi_luigi import config, lake, services, tasks
+from taxi_luigi import config, lake, layout, months, services, source
+from taxi_luigi.layout import STEPS
 from taxi_luigi.warehouse import Warehouse
 
-#: The steps of a month, in the order they run.
-STEPS = ("download", "clean", "publish", "load")
 DONE, MISSING, STALE = "done", "missing", "stale"
 
 
@@ -65,32 +63,32 @@ def service_status(
     if year is None:
         published = the_lake.published_months(svc.name)
         traces = {*published, *loads, *_local_months(svc.name)}
-        months = sorted(m for m in traces if _loadable(svc, m))
+        wanted = sorted(m for m in traces if _loadable(svc, m))
     else:
-        months = _months_of_year(svc, year, today)
-        published = the_lake.manifest_checksums(svc.name, months)
-    return [_month_status(svc.name, m, published.get(m), loads.get(m), the_lake) for m in months]
+        wanted = _months_of_year(svc, year, today)
+        published = the_lake.manifest_checksums(svc.name, wanted)
+    return [_month_status(svc.name, m, published.get(m), loads.get(m), the_lake) for m in wanted]
 
 
 def _month_status(
     service: str, month: dt.date, checksum: str | None, loaded: dict | None, the_lake: lake.Lake
 ) -> MonthStatus:
-    download = tasks.Download(service=service, month=month)
-    clean = tasks.Clean(service=service, month=month)
-    cleaned = clean.output().exists()
+    files = layout.MonthFiles(config.paths().root(), service, month)
+    raw_record = files.raw_record(source.file_format(config.source().url(service, month.year, month.month)))
+    cleaned = files.quality_report.exists()
     counts = None
     if loaded is not None:
         counts = loaded["rows"], loaded["quarantined"]
     elif checksum is not None and (manifest := the_lake.manifest(service, month)) is not None:
         counts = manifest["rows"], manifest["quarantined"]
     elif cleaned:
-        report = json.loads(Path(clean.output().path).read_text())
+        report = json.loads(files.quality_report.read_text())
         counts = report["rows_clean"], report["rows_quarantined"]
     rows, quarantined = counts or (None, None)
     return MonthStatus(
         service=service,
         month=month,
-        download=DONE if download.output().exists() else MISSING,
+        download=DONE if raw_record.exists() else MISSING,
         clean=DONE if cleaned else MISSING,
         publish=MISSING if checksum is None else DONE,
         # Load's own target, answered from the bulk queries: the latest load carries the manifest's checksum.
@@ -103,15 +101,15 @@ def _month_status(
 
 def _months_of_year(svc: services.Service, year: int, today: dt.date) -> list[dt.date]:
     """The months of ``year`` a TaxiYear would load: the service has them, this version maps them, they are over."""
-    months = []
+    found = []
     for number in range(1, 13):
-        with contextlib.suppress(ValueError):  # year_months refuses the month, with the reason
-            months += tasks.year_months(svc, year, (number,), today)
-    return months
+        with contextlib.suppress(ValueError):  # months.of_year refuses the month, with the reason
+            found += months.of_year(svc, year, (number,), today)
+    return found
 
 
 def _local_months(service: str) -> set[dt.date]:
-    """Months with a raw or clean file under ``[paths] data_dir`` (laid out as MonthTask.work_dir)."""
+    """Months with a raw or clean file under ``[paths] data_dir`` (laid out as layout.MonthFiles.work_dir)."""
     root = config.paths().root()
     files = (p for step in ("raw", "clean") for p in (root / step / service).glob(f"*/{service}_tripdata_*"))
     months = {lake.month_of_file(service, p.name) for p in files}

@@ -7,23 +7,60 @@ reports progress to the scheduler.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import luigi
 
-from taxi_luigi import clean, config, lake, locks, rawcsv, report, services, source, staging, zones
+from taxi_luigi import (
+    clean,
+    config,
+    lake,
+    layout,
+    locks,
+    months,
+    rawcsv,
+    report,
+    services,
+    source,
+    staging,
+    tables,
+    zone_lookup,
+)
 from taxi_luigi.targets import LoadedTarget, ManifestTarget, SiteTarget, TripsViewTarget, ZonesTarget
 from taxi_luigi.warehouse import Warehouse
 
 log = logging.getLogger("luigi-interface.taxi_luigi")
 
+#: The Luigi event TaxiHistory fires, as (task, message), for the months after the newest one the source has
+#: published: ``luigi.Task.event_handler(NOT_YET_AVAILABLE)`` learns them (cron reports them) without reading the log.
+NOT_YET_AVAILABLE = "event.taxi_luigi.not_yet_available"
 
-def month_label(service: str, month: dt.date) -> str:
-    return f"{service} {month:%Y-%m}"
+_Task = TypeVar("_Task", bound=luigi.Task)
+
+
+def reports_errors(complete: Callable[[_Task], bool]) -> Callable[[_Task], bool]:
+    """``complete`` that fires Luigi's BROKEN_TASK event, (task, exception), when it raises, then raises on.
+
+    Luigi fires BROKEN_TASK when a task's deps() raise, but when complete() raises it keeps only the traceback's
+    text, for its log (spotify/luigi#3010). Ours ask the source, the lake and the warehouse, and a source that
+    cannot be reached fails scheduling there by design; this way an event handler (cron) gets those errors too.
+    """
+
+    @functools.wraps(complete)
+    def checked(task: _Task) -> bool:
+        try:
+            return complete(task)
+        except Exception as e:
+            task.trigger_event(luigi.Event.BROKEN_TASK, task, e)
+            raise
+
+    return checked
 
 
 class MonthsParameter(luigi.Parameter):
@@ -56,8 +93,12 @@ class MonthTask(luigi.Task):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         services.check_month(self.svc, self.month)
-        if self.month > last_ended_month(dt.date.today()):
+        if self.month > months.last_ended(dt.date.today()):
             raise ValueError(f"{self.label}: the month has not ended yet, so the TLC has no file for it")
+
+    @reports_errors
+    def complete(self) -> bool:
+        return super().complete()
 
     @property
     def svc(self) -> services.Service:
@@ -65,14 +106,11 @@ class MonthTask(luigi.Task):
 
     @property
     def label(self) -> str:
-        return month_label(self.service, self.month)
+        return months.label(self.service, self.month)
 
     @property
-    def name(self) -> str:
-        return lake.month_name(self.service, self.month)
-
-    def work_dir(self, step: str) -> Path:
-        return config.paths().root() / step / self.service / str(self.month.year)
+    def files(self) -> layout.MonthFiles:
+        return layout.MonthFiles(config.paths().root(), self.service, self.month)
 
     def report(self, pct: int, message: str) -> None:
         self.set_progress_percentage(pct)
@@ -83,7 +121,7 @@ class MonthTask(luigi.Task):
         knows only its own) is waited for, and if it did this step meanwhile, the step is not redone.
         Temporary files of writers killed earlier are swept first."""
         step = f"{type(self).__name__} {self.label}"
-        with locks.hold(self.lock_path(), step, config.locks().wait_seconds):
+        with locks.hold(self.files.lock, step, config.locks().wait_seconds):
             if self.complete():
                 log.info("%s: done by another process meanwhile", step)
                 return
@@ -92,13 +130,9 @@ class MonthTask(luigi.Task):
             try:
                 self.work()
             except Exception as e:
-                if full := staging.disk_full(self.label, type(self).__name__, e, self.work_dir("raw")):
+                if full := staging.disk_full(self.label, type(self).__name__, e, self.files.work_dir("raw")):
                     raise full from None
                 raise
-
-    def lock_path(self) -> Path:
-        """The month's lock: every step of the month, and ``taxi-luigi invalidate``, take it."""
-        return config.paths().root() / "locks" / f"{self.service}-{self.month:%Y-%m}.lock"
 
     def work(self) -> None:
         """The step itself; ``run`` calls it under the month's lock."""
@@ -106,9 +140,9 @@ class MonthTask(luigi.Task):
 
     def staging_dirs(self) -> list[Path]:
         """Where the month's steps write temporary files (and DuckDB spills while cleaning)."""
-        the_lake = config.configured_lake()
-        scratch = config.paths().root() / "tmp"
-        return [self.work_dir("raw"), self.work_dir("clean"), scratch, *the_lake.staging_dirs(self.service, self.month)]
+        files, the_lake = self.files, config.configured_lake()
+        local = [files.work_dir("raw"), files.work_dir("clean"), files.scratch]
+        return [*local, *the_lake.staging_dirs(self.service, self.month)]
 
 
 class Download(MonthTask):
@@ -118,10 +152,10 @@ class Download(MonthTask):
         return config.source().url(self.service, self.month.year, self.month.month)
 
     def raw_path(self) -> Path:
-        return self.work_dir("raw") / f"{self.name}{source.file_format(self.url())}"
+        return self.files.raw(source.file_format(self.url()))
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.raw_path()) + ".source.json")
+        return luigi.LocalTarget(str(self.files.raw_record(source.file_format(self.url()))))
 
     def discard(self) -> None:
         """Forget a download that Clean found damaged past the header, so the next run fetches it again."""
@@ -162,11 +196,10 @@ class Clean(MonthTask):
         return Download(service=self.service, month=self.month)
 
     def outputs(self) -> clean.Outputs:
-        base = self.work_dir("clean") / self.name
-        return clean.Outputs(Path(f"{base}.parquet"), Path(f"{base}.quarantine.parquet"))
+        return clean.Outputs(self.files.clean_data, self.files.clean_quarantine)
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.work_dir("clean") / f"{self.name}.quality.json"))
+        return luigi.LocalTarget(str(self.files.quality_report))
 
     def work(self) -> None:
         fetched = json.loads(Path(self.input().path).read_text())
@@ -182,7 +215,7 @@ class Clean(MonthTask):
                 label=self.label,
                 memory_limit=cfg.memory_limit,
                 threads=cfg.threads,
-                temp_dir=config.paths().root() / "tmp",
+                temp_dir=self.files.scratch,
                 progress=self.report,
                 zones_shapes=config.zones().shapes,
             )
@@ -251,33 +284,6 @@ class Load(MonthTask):
         self.report(100, f"loaded {rows:,} rows")
 
 
-def last_ended_month(today: dt.date) -> dt.date:
-    """The newest month that is over: the newest the TLC could have published."""
-    return (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
-
-
-def year_months(svc: services.Service, year: int, months: tuple[int, ...], today: dt.date) -> list[dt.date]:
-    """The months of ``year`` to load: those asked for, else all the service has up to last month.
-
-    Listed here rather than through RangeMonthly, whose 13-month look-back would
-    schedule nothing for an older year.
-    """
-    last = last_ended_month(today)
-    wanted = [dt.date(year, m, 1) for m in (months or range(1, 13))]
-    if not months:
-        wanted = [m for m in wanted if svc.first_month <= m <= last]
-        if not wanted:
-            raise ValueError(
-                f"{svc.name} {year}: no month of it has a file: {svc.name} runs from {svc.first_month:%Y-%m} "
-                f"through last month, {last:%Y-%m}"
-            )
-    for month in wanted:
-        services.check_month(svc, month)
-        if month > last:
-            raise ValueError(f"{svc.name} {month:%Y-%m}: the month has not ended yet")
-    return wanted
-
-
 class _MonthsWrapper(luigi.WrapperTask):
     """Loads of some months of one service, whose completeness is asked of them all at once."""
 
@@ -316,12 +322,13 @@ class _MonthsWrapper(luigi.WrapperTask):
         months = self.month_list()
         return f"{self.service} {months[0]:%Y-%m}" + (f"..{months[-1]:%Y-%m}" if len(months) > 1 else "")
 
+    @reports_errors
     def complete(self) -> bool:
         """Done when every month's latest load carries its manifest's checksum, and the quality site shows them.
 
         Asked of all the months at once, so a finished year costs one look at the lake (one
         listing on GCS) and one warehouse query in all, instead of some per month; the site's
-        check is one more of each (none with ``[report] refresh = false``).
+        check is one more warehouse query (none with ``[report] refresh = false``).
         """
         loads = self.loads()
         if not loads:
@@ -369,22 +376,17 @@ class TaxiYear(_MonthsWrapper):
     months = MonthsParameter(default=(), description="e.g. 1,2,3 or 1-6; empty: the whole year")
 
     def month_list(self) -> list[dt.date]:
-        return year_months(services.service(self.service), self.year, self.months, dt.date.today())
-
-
-def month_range(first: dt.date, last: dt.date) -> list[dt.date]:
-    """First days of the months from ``first`` through ``last``."""
-    count = (last.year - first.year) * 12 + last.month - first.month + 1
-    return [dt.date(first.year + (first.month - 1 + i) // 12, (first.month - 1 + i) % 12 + 1, 1) for i in range(count)]
+        return months.of_year(services.service(self.service), self.year, self.months, dt.date.today())
 
 
 class TaxiHistory(_MonthsWrapper):
     """Every month of a service from ``--start`` (default: its first file) through the newest one the
     source has published, or ``--through``.
 
-    Months after the newest published one are "not yet available": logged and left for a later run,
-    not failed, so cron can ask for everything up to last month. A month missing before the newest
-    one is a hole: its Download fails with the month and URL in the message.
+    Months after the newest published one are "not yet available": logged, announced as the
+    NOT_YET_AVAILABLE event and left for a later run, not failed, so cron can ask for everything up to
+    last month. A month missing before the newest one is a hole: its Download fails with the month and
+    URL in the message.
     """
 
     start = luigi.MonthParameter(default=None, description="YYYY-MM; default: the service's first month")
@@ -403,12 +405,12 @@ class TaxiHistory(_MonthsWrapper):
         svc = services.service(self.service)
         first = self.start or svc.first_loadable
         services.check_month(svc, first)
-        last_ended = last_ended_month(dt.date.today())
-        wanted = month_range(first, min(self.through or last_ended, last_ended))
+        last_ended = months.last_ended(dt.date.today())
+        wanted = months.through(first, min(self.through or last_ended, last_ended))
         cfg = config.source()
         unavailable: list[tuple[dt.date, str]] = []
         while wanted:
-            label = month_label(self.service, wanted[-1])
+            label = months.label(self.service, wanted[-1])
             url = cfg.url(self.service, wanted[-1].year, wanted[-1].month)
             if source.probe(url, label, retries=cfg.retries, backoff=cfg.backoff_seconds, timeout=cfg.timeout_seconds):
                 break
@@ -416,12 +418,19 @@ class TaxiHistory(_MonthsWrapper):
         if unavailable:
             (oldest, url), newest = unavailable[-1], unavailable[0][0]
             span = f"{oldest:%Y-%m}" + (f"..{newest:%Y-%m}" if newest != oldest else "")
-            log.warning("%s %s: not yet available (no file at %s); a later run will load it", self.service, span, url)
+            message = f"{self.service} {span}: not yet available (no file at {url}); a later run will load it"
+            log.warning("%s", message)
+            self.trigger_event(NOT_YET_AVAILABLE, self, message)
         return wanted
 
 
 class TaxiLatest(luigi.WrapperTask):
     """The monthly run: every ``[cron] services`` service through its newest published month."""
+
+    @reports_errors
+    def complete(self) -> bool:
+        """Its requirements' completeness; requires() reads ``[cron]``, so an unknown service fails here."""
+        return super().complete()
 
     def requires(self) -> list[TaxiHistory]:
         cfg = config.cron()
@@ -467,14 +476,14 @@ class ZoneLookup(luigi.Task):
             if self.complete():
                 return
             staging.sweep(directory)
-            lookup = zones.fetch(
+            lookup = zone_lookup.fetch(
                 cfg.zones(),
                 self.csv_path(),
                 retries=cfg.retries,
                 backoff=cfg.backoff_seconds,
                 timeout=cfg.timeout_seconds,
             )
-            zones.write_record(Path(self.output().path), lookup)
+            zone_lookup.write_record(Path(self.output().path), lookup)
         log.info("zones: downloaded %s zones from %s", lookup.rows, lookup.url)
 
 
@@ -497,9 +506,9 @@ class LoadZones(luigi.Task):
 
     def run(self) -> None:
         recorded = self.recorded()
-        rows = zones.read(self.requires().csv_path(), recorded)
+        rows = zone_lookup.read(self.requires().csv_path(), recorded)
         loaded = self.output().warehouse.replace_zones(rows, recorded)
-        log.info("zones: loaded %s zones into %s", loaded, zones.TABLE)
+        log.info("zones: loaded %s zones into %s", loaded, tables.ZONES.name)
 
 
 class TripsView(luigi.Task):
@@ -511,11 +520,14 @@ class TripsView(luigi.Task):
     resources = {"warehouse": 1}  # noqa: RUF012 - Luigi reads this class attribute
 
     def output(self) -> TripsViewTarget:
-        return TripsViewTarget(config.configured_warehouse(), zones.trips_columns())
+        return TripsViewTarget(config.configured_warehouse(), tables.trips_columns())
 
     def run(self) -> None:
         target = self.output()
         target.warehouse.create_trips_view(target.columns)
         log.info(
-            "%s: view over %s with %s columns", zones.TRIPS_VIEW, "+".join(zones.VIEW_SERVICES), len(target.columns) + 1
+            "%s: view over %s with %s columns",
+            tables.TRIPS_VIEW,
+            "+".join(tables.VIEW_SERVICES),
+            len(target.columns) + 1,
         )

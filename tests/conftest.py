@@ -11,11 +11,10 @@ import pytest
 from luigi.configuration.cfg_parser import LuigiConfigParser
 from luigi.task_register import Register
 
+from taxi_luigi.demo.server import MirrorServer
 from taxi_luigi.warehouse.duckdb import DuckDBWarehouse
 
 sys.path.insert(0, str(Path(__file__).parent))
-
-from mirror import MirrorServer
 
 REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["conftest_gcp", "conftest_postgres"]

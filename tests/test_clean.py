@@ -11,7 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_luigi import clean, sample, services
+from taxi_luigi import clean, services
+from taxi_luigi.demo import sample
 from taxi_luigi.source import file_format
 
 

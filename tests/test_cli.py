@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from taxi_luigi import sample
+from taxi_luigi.demo import sample
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -10,20 +10,21 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from luigid_server import Luigid
 
-from taxi_luigi import sample
+from taxi_luigi.demo import sample
 
 REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
 
 
-def write_config(tmp_path: Path, template: str, name: str = "override.cfg", **cron: str) -> Path:
+def write_config(tmp_path: Path, template: str, name: str = "override.cfg", core: str = "", **cron: str) -> Path:
     data = tmp_path / "data"
     keys = {"services": "yellow,green", "start": "2023-01", **cron}
     cfg = tmp_path / name
     cfg.write_text(
-        f"[core]\nlock_pid_dir = {tmp_path / 'luigi-pids'}\n"
+        f"[core]\nlock_pid_dir = {tmp_path / 'luigi-pids'}\n{core}"
         f"[source]\nurl_template = {template}\nretries = 1\nbackoff_seconds = 0.05\ntimeout_seconds = 10\n"
         f"[paths]\ndata_dir = {data}\n[lake]\nroot = {data / 'lake'}\n"
         f"[warehouse]\nurl = duckdb:///{data / 'wh.duckdb'}\n"
@@ -74,12 +75,13 @@ def test_loads_through_the_newest_published_month_then_a_rerun_is_silent(mirror,
     assert len(logs) == 2 and "Luigi Execution Summary" in logs[-1].read_text()
 
 
-def test_a_hole_before_the_newest_month_fails_with_the_month_and_task_failed_code(mirror, tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])  # with 2, the Download fails in a task process of its own
+def test_a_hole_before_the_newest_month_fails_with_the_month_and_task_failed_code(mirror, tmp_path, workers):
     sample.write_mirror(mirror.root, ["yellow"], 2023, [1, 2, 3], "tlc", 300)
     (mirror.root / "yellow" / "yellow_tripdata_2023-02.parquet").unlink()
     cfg = write_config(tmp_path, mirror.template(), services="yellow")
 
-    rc, out, err = finish(cron_run(cfg, "--quiet"))
+    rc, out, err = finish(cron_run(cfg, "--quiet", "--workers", workers))
 
     assert rc == 30  # [retcode] task_failed in luigi.cfg
     assert out == ""
@@ -142,3 +144,33 @@ def test_luigis_already_running_answer_is_a_skip_not_an_alarm(mirror, tmp_path):
     assert first_rc == 0, first_err
     assert loaded(tmp_path) == {("yellow", f"2023-{t.month:02d}"): t.clean for t in truths}
     assert sorted(mirror.requests.values()) == [1, 1]
+
+
+def test_under_luigid_a_run_whose_tasks_another_worker_has_checks_again_and_skips_or_finishes(mirror, tmp_path):
+    """Two cron-runs on one luigid (each its own lock file, Luigi's no_lock): the one whose tasks the other is
+    running hears not_run from Luigi and makes its second pass; both exit 0, and every month is done once."""
+    truths = sample.write_mirror(mirror.root, ["yellow"], 2023, [1, 2, 3, 4], "tlc", 300)
+    mirror.delay = 1.0
+    with Luigid(tmp_path / "scheduler").running() as luigid:
+        core = f"local_scheduler = false\nscheduler_url = {luigid.url}\nno_lock = true\n"
+        cfgs = [
+            write_config(tmp_path, mirror.template(), f"{n}.cfg", core, services="yellow", lock_file=tmp_path / n)
+            for n in ("a", "b")
+        ]
+        first = cron_run(cfgs[0])
+        deadline = time.monotonic() + 60
+        while not mirror.requests and time.monotonic() < deadline:  # its first download is under way
+            time.sleep(0.05)
+        second = finish(cron_run(cfgs[1]))
+        open_loads = [t for s in ("PENDING", "RUNNING") for t in luigid.tasks(s).values() if t["name"] == "Load"]
+        runs = [second, finish(first)]
+
+    endings = ("cron-run: done", "cron-run: skipped: Luigi says these tasks are being run elsewhere")
+    for rc, out, err in runs:
+        assert rc == 0, err
+        assert out.rstrip().splitlines()[-1].startswith(endings), out
+    assert "cron-run: done" not in second[1] or not open_loads  # "done" only when no worker has any left
+    logs = [log.read_text() for log in (tmp_path / "data" / "logs").glob("cron-run-*.log")]
+    assert any("checking that they are complete" in log for log in logs)
+    assert sorted(mirror.requests.values()) == [1] * 4
+    assert loaded(tmp_path) == {("yellow", f"2023-{t.month:02d}"): t.clean for t in truths}

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import sample, services
+from taxi_luigi import services
+from taxi_luigi.demo import sample
 from taxi_luigi.tasks import TaxiYear
 
 ROWS = 1500

@@ -11,7 +11,8 @@ import time
 import pytest
 from runs import CARD, Luigi, counts, load_log, override, strays
 
-from taxi_luigi import locks, sample
+from taxi_luigi import locks
+from taxi_luigi.demo import sample
 
 HOLDER = """if True:
     import sys, time

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import sample
+from taxi_luigi.demo import sample
 from taxi_luigi.tasks import Clean, Download, Load, Publish
 
 pytestmark = pytest.mark.slow

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from mirror import MirrorServer, Reset, Stall
 from test_cli import luigi_cli, months_loaded
 
-from taxi_luigi import sample, services, source
+from taxi_luigi import services, source
+from taxi_luigi.demo import sample
+from taxi_luigi.demo.server import MirrorServer, Reset, Stall
 from taxi_luigi.source import SourceError
 
 LABEL = "yellow 2021-03"

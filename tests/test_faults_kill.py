@@ -15,11 +15,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from mirror import Stall
 from runs import BIN, CARD, REPO, Luigi, counts, load_log, override, strays, temporary
 
-from taxi_luigi import sample, staging
-from taxi_luigi.sample import MonthTruth
+from taxi_luigi import staging
+from taxi_luigi.demo import sample
+from taxi_luigi.demo.sample import MonthTruth
+from taxi_luigi.demo.server import Stall
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import sample
+from taxi_luigi.demo import sample
 from taxi_luigi.lake import lake_for
 from taxi_luigi.tasks import Load, Publish, TaxiYear
 from taxi_luigi.warehouse import warehouse_for

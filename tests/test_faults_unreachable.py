@@ -23,7 +23,8 @@ import pytest
 from runs import REPO, Luigi, counts, load_log, taxi_luigi
 from test_cron import cron_run, finish, write_config
 
-from taxi_luigi import sample, services, source
+from taxi_luigi import services, source
+from taxi_luigi.demo import sample
 
 HOST = "no-such-host.invalid"
 TEMPLATE = f"http://{HOST}/{{service}}/{{service}}_tripdata_{{year}}-{{month:02d}}.parquet"

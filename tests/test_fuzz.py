@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import clean, cli, rawcsv, sample, services, source
+from taxi_luigi import clean, cli, rawcsv, services, source
+from taxi_luigi.demo import sample
 from taxi_luigi.tasks import TaxiYear
 
 LABEL = "yellow 2021-03"

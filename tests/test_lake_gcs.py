@@ -18,8 +18,8 @@ import sqlalchemy
 from luigi.execution_summary import LuigiStatusCode
 
 from taxi_luigi import lake as lake_module
-from taxi_luigi import sample
 from taxi_luigi.config import configured_lake
+from taxi_luigi.demo import sample
 from taxi_luigi.lake import LakeError
 from taxi_luigi.lake.gcs import GCSLake
 from taxi_luigi.tasks import Load, Publish, TaxiYear

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from luigid_server import Luigid, worker_config
 
-from taxi_luigi import sample
+from taxi_luigi.demo import sample
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

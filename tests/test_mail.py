@@ -20,7 +20,7 @@ from emulators import free_port
 from postgres_server import PASSWORD
 from test_cron import cron_run, finish, write_config
 
-from taxi_luigi import sample
+from taxi_luigi.demo import sample
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import sample, services
-from taxi_luigi.tasks import Clean, Download, Load, TaxiYear, year_months
+from taxi_luigi import services
+from taxi_luigi.demo import sample
+from taxi_luigi.months import of_year
+from taxi_luigi.tasks import Clean, Download, Load, TaxiYear
 from taxi_luigi.warehouse.duckdb import DuckDBWarehouse
 
 ROWS = 1500
@@ -127,16 +129,16 @@ def test_the_lake_holds_objects_and_a_manifest_that_vouches_for_them(mirror, pip
 
 def test_year_lists_its_own_months():
     today = dt.date(2026, 11, 27)
-    assert len(year_months(services.YELLOW, 2019, (), today)) == 12  # no 13-month look-back
-    assert year_months(services.FHVHV, 2019, (), today)[0] == dt.date(2019, 2, 1)
-    assert year_months(services.YELLOW, 2026, (), today)[-1] == dt.date(2026, 10, 1)
+    assert len(of_year(services.YELLOW, 2019, (), today)) == 12  # no 13-month look-back
+    assert of_year(services.FHVHV, 2019, (), today)[0] == dt.date(2019, 2, 1)
+    assert of_year(services.YELLOW, 2026, (), today)[-1] == dt.date(2026, 10, 1)
     with pytest.raises(ValueError, match="fhvhv 2019-01: the TLC's fhvhv files start at 2019-02"):
-        year_months(services.FHVHV, 2019, (1,), today)
+        of_year(services.FHVHV, 2019, (1,), today)
 
 
 def test_every_month_since_the_first_file_is_accepted():
     Load(service="yellow", month=dt.date(2009, 1, 1))
-    assert len(year_months(services.YELLOW, 2010, (), dt.date(2026, 11, 27))) == 12
+    assert len(of_year(services.YELLOW, 2010, (), dt.date(2026, 11, 27))) == 12
     assert all(svc.first_loadable == svc.first_month for svc in services.SERVICES.values())
     with pytest.raises(ValueError, match="yellow 2008-12: the TLC's yellow files start at 2009-01"):
         Load(service="yellow", month=dt.date(2008, 12, 1))

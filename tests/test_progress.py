@@ -9,7 +9,8 @@ import luigi
 import luigi.scheduler
 import luigi.worker
 
-from taxi_luigi import progress, sample
+from taxi_luigi import progress
+from taxi_luigi.demo import sample
 from taxi_luigi.tasks import Clean, Load
 
 

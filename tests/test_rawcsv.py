@@ -8,7 +8,8 @@ import itertools
 
 import pytest
 
-from taxi_luigi import rawcsv, sample
+from taxi_luigi import rawcsv
+from taxi_luigi.demo import sample
 
 # A header ended by LF, a blank CRLF line, CRLF rows, LF-only blank lines and a last line with no line break.
 TEXT = b"a,b\n\r\n1,2\r\n\n3,4\r\n5,6"

@@ -13,7 +13,7 @@ from emulators import free_port
 from luigi.execution_summary import LuigiStatusCode
 from runs import taxi_luigi
 
-from taxi_luigi import sample
+from taxi_luigi.demo import sample
 from taxi_luigi.tasks import TaxiYear
 
 REPO = Path(__file__).resolve().parent.parent

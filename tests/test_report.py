@@ -10,7 +10,8 @@ import re
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import cli, report, sample
+from taxi_luigi import cli, report
+from taxi_luigi.demo import sample
 from taxi_luigi.lake.local import LocalLake
 from taxi_luigi.report import pages, svg
 from taxi_luigi.report.gather import MISSING, Inputs, gather

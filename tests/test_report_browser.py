@@ -19,10 +19,11 @@ import duckdb
 import pytest
 from conftest import Pipeline
 from luigi.execution_summary import LuigiStatusCode
-from mirror import MirrorServer
 from runs import taxi_luigi
 
-from taxi_luigi import cli, lake, sample, services
+from taxi_luigi import cli, lake, services
+from taxi_luigi.demo import sample
+from taxi_luigi.demo.server import MirrorServer
 from taxi_luigi.tasks import Clean, Download, Publish, QualitySite, TaxiYear
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")

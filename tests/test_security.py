@@ -16,7 +16,7 @@ from luigid_server import Luigid, worker_config
 from postgres_server import PASSWORD
 from sqlalchemy.engine import make_url
 
-from taxi_luigi import sample
+from taxi_luigi.demo import sample
 from taxi_luigi.tasks import Download, Load, TaxiYear
 from taxi_luigi.warehouse import warehouse_for
 

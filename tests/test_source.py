@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from taxi_luigi import sample, services, source
+from taxi_luigi import services, source
+from taxi_luigi.demo import sample
 from taxi_luigi.source import NotPublished, SourceError
 
 YELLOW = services.YELLOW

@@ -14,9 +14,11 @@ from emulators import free_port
 from luigi.execution_summary import LuigiStatusCode
 from runs import taxi_luigi
 
-from taxi_luigi import invalidate, sample, services
-from taxi_luigi.status import STEPS
-from taxi_luigi.tasks import Clean, Download, Publish, TaxiYear, year_months
+from taxi_luigi import invalidate, services
+from taxi_luigi.demo import sample
+from taxi_luigi.layout import STEPS
+from taxi_luigi.months import of_year
+from taxi_luigi.tasks import Clean, Download, Publish, TaxiYear
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -84,7 +86,7 @@ def quarantined(truth: sample.MonthTruth) -> int:
 
 
 def test_status_shows_every_step_and_the_exact_counts(loaded, pipeline):
-    year = [f"{m:%Y-%m}" for m in year_months(services.YELLOW, 2023, (), dt.date.today())]
+    year = [f"{m:%Y-%m}" for m in of_year(services.YELLOW, 2023, (), dt.date.today())]
     when = loaded_at(pipeline)
 
     rows = year_status(pipeline)

@@ -15,8 +15,9 @@ import pytest
 import requests
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import config, sample, services, status
+from taxi_luigi import config, services, status
 from taxi_luigi.config import configured_warehouse
+from taxi_luigi.demo import sample
 from taxi_luigi.tasks import Clean, Download, Load, Publish, TaxiYear
 
 EMULATOR_LOCATION = "US-CENTRAL1"  # where fake-gcs-server puts every bucket: a us-central1 dataset loads from it

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from taxi_luigi import clean, sample, services
+from taxi_luigi import clean, services
+from taxi_luigi.demo import sample
 from taxi_luigi.lake.local import LocalLake
 from taxi_luigi.warehouse import WarehouseError
 from taxi_luigi.warehouse.duckdb import DuckDBWarehouse

@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import clean, sample, services
+from taxi_luigi import clean, services
+from taxi_luigi.demo import sample
 from taxi_luigi.lake.local import LocalLake
 from taxi_luigi.tasks import TaxiYear
 from taxi_luigi.warehouse import WarehouseError

@@ -11,13 +11,14 @@ import pytest
 import sqlalchemy
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import config, sample, services, zones
+from taxi_luigi import config, services, tables, zone_lookup
+from taxi_luigi.demo import sample
 from taxi_luigi.tasks import LoadZones, TaxiYear, TripsView, ZoneLookup
 
 BOROUGHS = ("EWR", "Queens", "Bronx", "Manhattan", "Staten Island", "Brooklyn")
 
 
-def write_lookup(path: Path, relabelled: bool = False, header: tuple[str, ...] = zones.HEADER) -> None:
+def write_lookup(path: Path, relabelled: bool = False, header: tuple[str, ...] = zone_lookup.HEADER) -> None:
     """265 zones in the TLC's format (quoted text, bare ids); ``relabelled``: 264 and 265 as the TLC renamed them in
     2024."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,8 +133,9 @@ def test_zones_load_exactly_a_rerun_does_nothing_and_a_relabelled_lookup_is_relo
 def test_a_bad_header_is_refused_and_nothing_is_loaded(mirror, pipeline):
     path = mirror.root / "misc" / "taxi_zone_lookup.csv"
     write_lookup(path, header=("LocationID", "Borough", "Zone"))
-    with pytest.raises(zones.ZonesError, match=r"has the header \['LocationID', 'Borough', 'Zone'\], not .*zones_url"):
-        zones.fetch(f"{mirror.url}/misc/taxi_zone_lookup.csv", pipeline.data / "z.csv", retries=0)
+    refused = r"has the header \['LocationID', 'Borough', 'Zone'\], not .*zones_url"
+    with pytest.raises(zone_lookup.ZonesError, match=refused):
+        zone_lookup.fetch(f"{mirror.url}/misc/taxi_zone_lookup.csv", pipeline.data / "z.csv", retries=0)
     assert not list(pipeline.data.glob("*z.csv*"))
 
     pipeline.configure(mirror.template(), source={"zones_url": f"{mirror.url}/misc/taxi_zone_lookup.csv"})
@@ -154,8 +156,8 @@ def test_a_changed_lookup_that_is_broken_leaves_the_loaded_zones(mirror, pipelin
     pipeline.configure(mirror.template(), source={"zones_url": f"file://{lookup}"})
     assert pipeline.run(LoadZones()).status != LuigiStatusCode.SUCCESS
     assert zone_rows_duck(pipeline) == before
-    with pytest.raises(zones.ZonesError, match="repeats LocationID 7"):
-        zones.fetch(str(lookup), tmp_path / "z.csv")
+    with pytest.raises(zone_lookup.ZonesError, match="repeats LocationID 7"):
+        zone_lookup.fetch(str(lookup), tmp_path / "z.csv")
 
 
 def zone_rows_duck(pipeline) -> list[tuple]:
@@ -174,7 +176,7 @@ def test_the_zones_url_follows_the_preset(pipeline):
 
 
 def test_the_view_columns_are_the_shared_ones_in_canonical_order():
-    columns = zones.trips_columns()
+    columns = tables.trips_columns()
     yellow, green = ({c.name for c in services.SERVICES[s].all_columns} for s in ("yellow", "green"))
     assert set(columns) == yellow & green
     order = [c.name for c in services.SERVICES["yellow"].all_columns]
@@ -198,7 +200,7 @@ def test_the_trips_view_unites_yellow_and_green_with_exact_counts(mirror, pipeli
     assert "ran successfully" not in again.summary_text  # the view was there, with its columns
     counts = dict(backend.query(f"SELECT service, count(*) FROM {trips} GROUP BY service"))
     assert counts == {"yellow": truths["yellow"].clean, "green": truths["green"].clean}
-    assert TripsView().output().warehouse.trips_view_columns() == ["service", *zones.trips_columns()]
+    assert TripsView().output().warehouse.trips_view_columns() == ["service", *tables.trips_columns()]
 
     # The view joins the zone dimension.
     assert pipeline.run(LoadZones()).status == LuigiStatusCode.SUCCESS

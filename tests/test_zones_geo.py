@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from taxi_luigi import clean, geo, sample, services
+from taxi_luigi import clean, geo, services
+from taxi_luigi.demo import sample
 from taxi_luigi.tasks import TaxiYear
 
 shapely = pytest.importorskip("shapely", reason="the zones extra is not installed: pip install taxi-luigi[zones]")

@@ -15,8 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from taxi_luigi import services
-from taxi_luigi.clean import next_month
+from taxi_luigi import months, services
 from taxi_luigi.lake import Lake
 from taxi_luigi.warehouse import Warehouse
 
@@ -147,14 +146,12 @@ def _service(svc: services.Service, rows: list[dict], published: dict[dt.date, s
             Load(r["checksum"], r["rows"], r["quarantined"], r["lake_object"], utc(r["loaded_at"]))
         )
     traced = {*loads, *published}
-    months = []
-    month = min(traced)
-    while month <= max(traced):
+    shown = []
+    for month in months.through(min(traced), max(traced)):
         entry = Month(month, tuple(loads.get(month, ())), published.get(month), None)
         quality, problem = _quality(lake, svc.name, entry)
-        months.append(dataclasses.replace(entry, quality=quality, problem=problem))
-        month = next_month(month)
-    return ServiceReport(svc, tuple(months))
+        shown.append(dataclasses.replace(entry, quality=quality, problem=problem))
+    return ServiceReport(svc, tuple(shown))
 
 
 def _quality(lake: Lake, service: str, month: Month) -> tuple[dict | None, str | None]:

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from html import escape
 
+from taxi_luigi.months import following
 from taxi_luigi.report import svg
 from taxi_luigi.report.gather import DONE, MISSING, STALE, Month, ServiceReport
 from taxi_luigi.services import REASONS
@@ -73,8 +74,7 @@ def spans(months: Sequence[dt.date]) -> str:
     """Months as runs: ``2023-01..2023-03, 2023-07`` (none: ``-``)."""
     runs: list[list[dt.date]] = []
     for month in sorted(months):
-        last = runs[-1][-1] if runs else None
-        if last is not None and (month.year * 12 + month.month) - (last.year * 12 + last.month) == 1:
+        if runs and following(runs[-1][-1]) == month:
             runs[-1].append(month)
         else:
             runs.append([month])

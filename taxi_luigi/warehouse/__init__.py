@@ -12,10 +12,10 @@ from pathlib import Path
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
 from taxi_luigi.services import Service
+from taxi_luigi.tables import LOAD_LOG
 
-LOAD_LOG = "load_log"
-#: load_log's columns in order: what ``load_history`` selects, answered with source_month as ``month``.
-LOAD_LOG_COLUMNS = ("service", "source_month", "checksum", "rows", "quarantined", "lake_object", "loaded_at")
+#: load_log's columns in order, as ``load_history`` selects them (and answers them, source_month as ``month``).
+HISTORY_COLUMNS = ", ".join(c.name for c in LOAD_LOG.columns)
 
 #: What a name from configuration may look like, before it is quoted into SQL anyway.
 IDENTIFIERS = {
@@ -35,11 +35,11 @@ def checked_identifier(kind: str, value: str) -> str:
     return value
 
 
-_HISTORY_KEYS = tuple("month" if name == "source_month" else name for name in LOAD_LOG_COLUMNS)
+_HISTORY_KEYS = tuple("month" if c.name == "source_month" else c.name for c in LOAD_LOG.columns)
 
 
 def history_rows(rows: Iterable[Sequence]) -> list[dict]:
-    """``load_history``'s dicts from rows of ``LOAD_LOG_COLUMNS``, whatever the backend's row type."""
+    """``load_history``'s dicts from rows of ``HISTORY_COLUMNS``, whatever the backend's row type."""
     return [dict(zip(_HISTORY_KEYS, row, strict=True)) for row in rows]
 
 

@@ -22,11 +22,12 @@ from google.api_core import exceptions
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-from taxi_luigi import services, zones
+from taxi_luigi import services, tables
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
-from taxi_luigi.services import SOURCE_MONTH, Service
-from taxi_luigi.warehouse import LOAD_LOG, LOAD_LOG_COLUMNS, Warehouse, WarehouseError, history_rows
+from taxi_luigi.services import SOURCE_MONTH, Column, Service
+from taxi_luigi.tables import LOAD_LOG, TRIPS_VIEW, ZONES, ZONES_LOG, Table
+from taxi_luigi.warehouse import HISTORY_COLUMNS, Warehouse, WarehouseError, history_rows
 
 #: Canonical logical types -> BigQuery types. TLC times are wall-clock New York times without a
 #: zone: DATETIME says so, where TIMESTAMP would claim they are UTC.
@@ -37,16 +38,21 @@ BQ_TYPES = {
     "string": "STRING",
     "timestamp": "DATETIME",
     "date": "DATE",
+    "instant": "TIMESTAMP",
 }
-LOAD_LOG_SCHEMA = [
-    bigquery.SchemaField("service", "STRING", mode="REQUIRED"),
-    bigquery.SchemaField("source_month", "DATE", mode="REQUIRED"),
-    bigquery.SchemaField("checksum", "STRING", mode="REQUIRED"),
-    bigquery.SchemaField("rows", "INT64", mode="REQUIRED"),
-    bigquery.SchemaField("quarantined", "INT64", mode="REQUIRED"),
-    bigquery.SchemaField("lake_object", "STRING", mode="REQUIRED"),
-    bigquery.SchemaField("loaded_at", "TIMESTAMP", mode="REQUIRED"),
-]
+
+
+def field(column: Column) -> bigquery.SchemaField:
+    return bigquery.SchemaField(
+        column.name,
+        BQ_TYPES[column.type],
+        mode="REQUIRED" if column.not_null else "NULLABLE",
+        description=column.doc or None,
+    )
+
+
+def table_fields(table: Table) -> list[bigquery.SchemaField]:
+    return [field(c) for c in table.columns]
 
 
 def _fix(error: exceptions.GoogleAPICallError) -> str:
@@ -84,26 +90,11 @@ def client(project: str, location: str, endpoint: str) -> bigquery.Client:
 
 def table_schema(svc: Service) -> list[bigquery.SchemaField]:
     """The clean table, explicit: autodetection would follow whichever month came first."""
-    return [bigquery.SchemaField(c.name, BQ_TYPES[c.type], description=c.doc or None) for c in svc.all_columns]
+    return [field(c) for c in svc.all_columns]
 
 
 def quarantine_schema(svc: Service) -> list[bigquery.SchemaField]:
-    return [bigquery.SchemaField(c.name, BQ_TYPES[c.type]) for c in svc.quarantine_columns]
-
-
-ZONES_SCHEMA = [
-    bigquery.SchemaField("location_id", "INT64", mode="REQUIRED"),
-    bigquery.SchemaField("borough", "STRING"),
-    bigquery.SchemaField("zone", "STRING"),
-    bigquery.SchemaField("service_zone", "STRING"),
-]
-ZONES_LOG_SCHEMA = [
-    bigquery.SchemaField("url", "STRING", mode="REQUIRED"),
-    bigquery.SchemaField("bytes", "INT64", mode="REQUIRED"),
-    bigquery.SchemaField("sha256", "STRING", mode="REQUIRED"),
-    bigquery.SchemaField("rows", "INT64", mode="REQUIRED"),
-    bigquery.SchemaField("loaded_at", "TIMESTAMP", mode="REQUIRED"),
-]
+    return [field(c) for c in svc.quarantine_columns]
 
 
 def _nullable(value: str | None) -> str:
@@ -152,7 +143,9 @@ class BigQueryWarehouse(Warehouse):
             if missing := [f for f in schema if f.name not in {e.name for e in existing.schema}]:
                 added = ", ".join(f"ADD COLUMN IF NOT EXISTS `{f.name}` {f.field_type}" for f in missing)
                 self.client.query(f"ALTER TABLE {self._sql_name(name)} {added}").result(timeout=self.timeout)
-        self.client.create_table(bigquery.Table(self._table(LOAD_LOG), schema=LOAD_LOG_SCHEMA), exists_ok=True)
+        self.client.create_table(
+            bigquery.Table(self._table(LOAD_LOG.name), schema=table_fields(LOAD_LOG)), exists_ok=True
+        )
 
     def replace_month(
         self,
@@ -248,23 +241,25 @@ class BigQueryWarehouse(Warehouse):
         )
         # By name: a table made by an older schema version has its newer columns at the end.
         columns = [", ".join(f"`{f.name}`" for f in schema) for schema in (table_schema(svc), quarantine_schema(svc))]
-        script = f"""
-BEGIN TRANSACTION;
-DELETE FROM {self._sql_name(svc.table)} WHERE source_month = {day};
-INSERT INTO {self._sql_name(svc.table)} ({columns[0]}) SELECT {columns[0]} FROM {self._sql_name(staged[0])};
-DELETE FROM {self._sql_name(svc.quarantine_table)} WHERE source_month = {day};
-INSERT INTO {self._sql_name(svc.quarantine_table)} ({columns[1]}) SELECT {columns[1]} FROM {self._sql_name(staged[1])};
-INSERT INTO {self._sql_name(LOAD_LOG)} (service, source_month, checksum, rows, quarantined, lake_object, loaded_at)
-VALUES ({log_row});
-COMMIT TRANSACTION;
-"""
+        log_columns = ", ".join(c.name for c in LOAD_LOG.columns)
+        self._transaction(
+            f"{label}: replacing {self!r}.{svc.table} {month:%Y-%m}",
+            f"DELETE FROM {self._sql_name(svc.table)} WHERE source_month = {day}",
+            f"INSERT INTO {self._sql_name(svc.table)} ({columns[0]}) "
+            f"SELECT {columns[0]} FROM {self._sql_name(staged[0])}",
+            f"DELETE FROM {self._sql_name(svc.quarantine_table)} WHERE source_month = {day}",
+            f"INSERT INTO {self._sql_name(svc.quarantine_table)} ({columns[1]}) "
+            f"SELECT {columns[1]} FROM {self._sql_name(staged[1])}",
+            f"INSERT INTO {self._sql_name(LOAD_LOG.name)} ({log_columns}) VALUES ({log_row})",
+        )
+
+    def _transaction(self, what: str, *statements: str) -> None:
+        """The statements as one multi-statement transaction: all of them, or (rolled back) none."""
+        script = ";\n".join(("BEGIN TRANSACTION", *statements, "COMMIT TRANSACTION")) + ";"
         try:
             self.client.query(script).result(timeout=self.timeout)
         except exceptions.GoogleAPICallError as e:
-            raise WarehouseError(
-                f"{label}: replacing {self!r}.{svc.table} {month:%Y-%m} failed and was rolled back: {e.message}. "
-                f"{_fix(e)}"
-            ) from None
+            raise WarehouseError(f"{what} failed and was rolled back: {e.message}. {_fix(e)}") from None
 
     def _scalar(self, sql: str, params: list | None = None) -> object:
         job = self.client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params or []))
@@ -274,7 +269,7 @@ COMMIT TRANSACTION;
         return self._log_rows(
             f"""
 SELECT service, source_month, checksum, rows, quarantined, loaded_at
-FROM {self._sql_name(LOAD_LOG)}
+FROM {self._sql_name(LOAD_LOG.name)}
 WHERE @service IS NULL OR service = @service
 QUALIFY ROW_NUMBER() OVER (PARTITION BY service, source_month ORDER BY loaded_at DESC) = 1
 ORDER BY service, source_month""",
@@ -316,7 +311,7 @@ ORDER BY service, source_month""",
         if isinstance(error, exceptions.NotFound):
             return True
         try:
-            self.client.get_table(self._table(LOAD_LOG), timeout=self.timeout)
+            self.client.get_table(self._table(LOAD_LOG.name), timeout=self.timeout)
         except exceptions.NotFound:
             return True
         return False
@@ -339,14 +334,14 @@ ORDER BY service, source_month""",
 
     def load_history(self, service: str | None = None) -> list[dict]:
         sql = (
-            f"SELECT {', '.join(LOAD_LOG_COLUMNS)} FROM {self._sql_name(LOAD_LOG)} "
+            f"SELECT {HISTORY_COLUMNS} FROM {self._sql_name(LOAD_LOG.name)} "
             "WHERE @service IS NULL OR service = @service ORDER BY service, source_month, loaded_at"
         )
         return history_rows(row.values() for row in self._log_rows(sql, service))
 
     def forget_month(self, service: str, month: dt.date) -> int:
         """One DML statement, a transaction of its own. A single query binds parameters, even on bqemulator."""
-        sql = f"DELETE FROM {self._sql_name(LOAD_LOG)} WHERE service = @service AND source_month = @month"
+        sql = f"DELETE FROM {self._sql_name(LOAD_LOG.name)} WHERE service = @service AND source_month = @month"
         params = [
             bigquery.ScalarQueryParameter("service", "STRING", service),
             bigquery.ScalarQueryParameter("month", "DATE", month),
@@ -370,52 +365,46 @@ ORDER BY service, source_month""",
         dataset = bigquery.Dataset(self.dataset)
         dataset.location = self.location
         self.client.create_dataset(dataset, exists_ok=True, timeout=self.timeout)
-        for name, schema in ((zones.TABLE, ZONES_SCHEMA), (zones.ZONES_LOG, ZONES_LOG_SCHEMA)):
-            self.client.create_table(bigquery.Table(self._table(name), schema=schema), exists_ok=True)
+        for table in (ZONES, ZONES_LOG):
+            self.client.create_table(
+                bigquery.Table(self._table(table.name), schema=table_fields(table)), exists_ok=True
+            )
         values = ",\n".join(f"({int(r[0])}, {', '.join(_nullable(v) for v in r[1:])})" for r in rows)
         log_row = ", ".join(
             [_literal(lookup["url"]), str(int(lookup["bytes"])), _literal(lookup["sha256"]), str(len(rows))]
         )
-        script = f"""
-BEGIN TRANSACTION;
-DELETE FROM {self._sql_name(zones.TABLE)} WHERE TRUE;
-INSERT INTO {self._sql_name(zones.TABLE)} (location_id, borough, zone, service_zone) VALUES
-{values};
-INSERT INTO {self._sql_name(zones.ZONES_LOG)} (url, bytes, sha256, rows, loaded_at)
-VALUES ({log_row}, CURRENT_TIMESTAMP());
-COMMIT TRANSACTION;
-"""
-        try:
-            self.client.query(script).result(timeout=self.timeout)
-        except exceptions.GoogleAPICallError as e:
-            raise WarehouseError(
-                f"zones: replacing {self!r}.{zones.TABLE} failed and was rolled back: {e.message}. {_fix(e)}"
-            ) from None
+        self._transaction(
+            f"zones: replacing {self!r}.{ZONES.name}",
+            f"DELETE FROM {self._sql_name(ZONES.name)} WHERE TRUE",
+            f"INSERT INTO {self._sql_name(ZONES.name)} ({', '.join(c.name for c in ZONES.columns)}) VALUES\n{values}",
+            f"INSERT INTO {self._sql_name(ZONES_LOG.name)} ({', '.join(c.name for c in ZONES_LOG.columns)}) "
+            f"VALUES ({log_row}, CURRENT_TIMESTAMP())",
+        )
         return len(rows)
 
     def zones_checksum(self) -> str | None:
         try:
-            self.client.get_table(self._table(zones.ZONES_LOG), timeout=self.timeout)
+            self.client.get_table(self._table(ZONES_LOG.name), timeout=self.timeout)
         except exceptions.NotFound:
             return None
-        sql = f"SELECT sha256 FROM {self._sql_name(zones.ZONES_LOG)} ORDER BY loaded_at DESC LIMIT 1"
+        sql = f"SELECT sha256 FROM {self._sql_name(ZONES_LOG.name)} ORDER BY loaded_at DESC LIMIT 1"
         found = list(self._log_query(sql, []).result(timeout=self.timeout))
         return found[0][0] if found else None
 
     def create_trips_view(self, columns: list[str]) -> None:
-        for name in zones.VIEW_SERVICES:
+        for name in tables.VIEW_SERVICES:
             self._ensure(services.service(name))
-        sql = zones.trips_view_sql(self._sql_name, columns, lambda c: f"`{c}`")
+        sql = tables.trips_view_sql(self._sql_name, columns, lambda c: f"`{c}`")
         try:
-            self.client.query(f"CREATE OR REPLACE VIEW {self._sql_name(zones.TRIPS_VIEW)} AS {sql}").result(
+            self.client.query(f"CREATE OR REPLACE VIEW {self._sql_name(TRIPS_VIEW)} AS {sql}").result(
                 timeout=self.timeout
             )
         except exceptions.GoogleAPICallError as e:
-            raise WarehouseError(f"{zones.TRIPS_VIEW}: creating the view in {self!r} failed: {e.message}.") from None
+            raise WarehouseError(f"{TRIPS_VIEW}: creating the view in {self!r} failed: {e.message}.") from None
 
     def trips_view_columns(self) -> list[str] | None:
         try:
-            view = self.client.get_table(self._table(zones.TRIPS_VIEW), timeout=self.timeout)
+            view = self.client.get_table(self._table(TRIPS_VIEW), timeout=self.timeout)
         except exceptions.NotFound:
             return None
         return [f.name for f in view.schema] or None

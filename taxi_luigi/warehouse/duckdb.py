@@ -11,49 +11,24 @@ from pathlib import Path
 import duckdb
 
 from taxi_luigi import progress as progress_of
-from taxi_luigi import services, zones
+from taxi_luigi import services, tables
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
-from taxi_luigi.services import SOURCE_MONTH, Service
-from taxi_luigi.warehouse import LOAD_LOG, LOAD_LOG_COLUMNS, Warehouse, WarehouseError, history_rows
-
-_LOAD_LOG_DDL = f"""
-CREATE TABLE IF NOT EXISTS {LOAD_LOG} (
-    service VARCHAR NOT NULL,
-    source_month DATE NOT NULL,
-    checksum VARCHAR NOT NULL,
-    rows BIGINT NOT NULL,
-    quarantined BIGINT NOT NULL,
-    lake_object VARCHAR NOT NULL,
-    loaded_at TIMESTAMP NOT NULL
-)"""
-
-_ZONES_DDL = f"""
-CREATE TABLE IF NOT EXISTS {zones.TABLE} (
-    location_id INTEGER NOT NULL PRIMARY KEY, borough VARCHAR, zone VARCHAR, service_zone VARCHAR
-)"""
-_ZONES_LOG_DDL = f"""
-CREATE TABLE IF NOT EXISTS {zones.ZONES_LOG} (
-    url VARCHAR NOT NULL, bytes BIGINT NOT NULL, sha256 VARCHAR NOT NULL, rows BIGINT NOT NULL,
-    loaded_at TIMESTAMP NOT NULL
-)"""
+from taxi_luigi.services import Column, Service
+from taxi_luigi.sql import ident
+from taxi_luigi.tables import LOAD_LOG, TRIPS_VIEW, ZONES, ZONES_LOG, Table
+from taxi_luigi.warehouse import HISTORY_COLUMNS, Warehouse, WarehouseError, history_rows
 
 _MONTH_CHECK = "CHECK (source_month = date_trunc('month', source_month))"
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def column_ddl(column: Column) -> str:
+    return f"{ident(column.name)} {column.duckdb_type}{' NOT NULL' * column.not_null}"
 
 
-def table_columns(svc: Service) -> list[tuple[str, str, bool]]:
-    """(name, DuckDB type, NOT NULL) of the clean table: wrong data cannot load quietly."""
-    required = {"pickup_datetime", SOURCE_MONTH.name}
-    return [(c.name, c.duckdb_type, c.name in required) for c in svc.all_columns]
-
-
-def quarantine_columns(svc: Service) -> list[tuple[str, str, bool]]:
-    """Quarantined values stay text; the reason and the month are required."""
-    return [(c.name, c.duckdb_type, c.name in ("reason", SOURCE_MONTH.name)) for c in svc.quarantine_columns]
+def table_ddl(table: Table) -> str:
+    key = f", PRIMARY KEY ({ident(table.key)})" if table.key else ""
+    return f"CREATE TABLE IF NOT EXISTS {ident(table.name)} ({', '.join(map(column_ddl, table.columns))}{key})"
 
 
 @contextlib.contextmanager
@@ -110,15 +85,12 @@ class DuckDBWarehouse(Warehouse):
             con.close()
 
     def _ensure_tables(self, con: duckdb.DuckDBPyConnection, svc: Service) -> None:
-        con.execute(_LOAD_LOG_DDL)
-        for table, columns in (
-            (svc.table, table_columns(svc)),
-            (svc.quarantine_table, quarantine_columns(svc)),
-        ):
-            cols = ", ".join(f"{_ident(n)} {t}{' NOT NULL' * required}" for n, t, required in columns)
-            con.execute(f"CREATE TABLE IF NOT EXISTS {_ident(table)} ({cols}, {_MONTH_CHECK})")
-            for name, type_, _ in columns:  # a newer schema version adds columns; older months read null
-                con.execute(f"ALTER TABLE {_ident(table)} ADD COLUMN IF NOT EXISTS {_ident(name)} {type_}")
+        con.execute(table_ddl(LOAD_LOG))
+        for table, columns in ((svc.table, svc.all_columns), (svc.quarantine_table, svc.quarantine_columns)):
+            cols = ", ".join(map(column_ddl, columns))
+            con.execute(f"CREATE TABLE IF NOT EXISTS {ident(table)} ({cols}, {_MONTH_CHECK})")
+            for c in columns:  # a newer schema version adds columns; older months read null
+                con.execute(f"ALTER TABLE {ident(table)} ADD COLUMN IF NOT EXISTS {ident(c.name)} {c.duckdb_type}")
 
     def replace_month(
         self, svc: Service, month: dt.date, lake: Lake, manifest: dict, label: str, progress: Say | None = None
@@ -135,11 +107,11 @@ class DuckDBWarehouse(Warehouse):
                     (svc.table, data, manifest["rows"]),
                     (svc.quarantine_table, quarantine, manifest["quarantined"]),
                 ):
-                    con.execute(f"DELETE FROM {_ident(table)} WHERE source_month = ?", [month])
+                    con.execute(f"DELETE FROM {ident(table)} WHERE source_month = ?", [month])
                     with progress_of.watch(con, say, 30, 90, lambda rows=rows: rows, f"loaded into {table}"):
-                        con.execute(f"INSERT INTO {_ident(table)} BY NAME SELECT * FROM read_parquet(?)", [str(path)])
+                        con.execute(f"INSERT INTO {ident(table)} BY NAME SELECT * FROM read_parquet(?)", [str(path)])
                 rows, quarantined = (
-                    con.execute(f"SELECT count(*) FROM {_ident(t)} WHERE source_month = ?", [month]).fetchone()[0]
+                    con.execute(f"SELECT count(*) FROM {ident(t)} WHERE source_month = ?", [month]).fetchone()[0]
                     for t in (svc.table, svc.quarantine_table)
                 )
                 if (rows, quarantined) != (manifest["rows"], manifest["quarantined"]):
@@ -148,7 +120,7 @@ class DuckDBWarehouse(Warehouse):
                         f"manifest says {manifest['rows']} and {manifest['quarantined']}; rolled back."
                     )
                 con.execute(
-                    f"INSERT INTO {LOAD_LOG} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO {LOAD_LOG.name} VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
                         svc.name,
                         month,
@@ -163,7 +135,7 @@ class DuckDBWarehouse(Warehouse):
 
     def loaded_checksums(self, service: str) -> dict[dt.date, str]:
         rows = self._query(
-            f"SELECT source_month, arg_max(checksum, loaded_at) FROM {LOAD_LOG} WHERE service = ? GROUP BY 1",
+            f"SELECT source_month, arg_max(checksum, loaded_at) FROM {LOAD_LOG.name} WHERE service = ? GROUP BY 1",
             [service],
         )
         return dict(rows)
@@ -171,7 +143,7 @@ class DuckDBWarehouse(Warehouse):
     def load_log(self, service: str | None = None) -> list[dict]:
         rows = self._query(
             f"SELECT service, source_month, arg_max(checksum, loaded_at), arg_max(rows, loaded_at), "
-            f"arg_max(quarantined, loaded_at), max(loaded_at) FROM {LOAD_LOG} "
+            f"arg_max(quarantined, loaded_at), max(loaded_at) FROM {LOAD_LOG.name} "
             "WHERE ? IS NULL OR service = ? GROUP BY 1, 2 ORDER BY 1, 2",
             [service, service],
         )
@@ -180,7 +152,7 @@ class DuckDBWarehouse(Warehouse):
 
     def load_history(self, service: str | None = None) -> list[dict]:
         rows = self._query(
-            f"SELECT {', '.join(LOAD_LOG_COLUMNS)} FROM {LOAD_LOG} WHERE ? IS NULL OR service = ? "
+            f"SELECT {HISTORY_COLUMNS} FROM {LOAD_LOG.name} WHERE ? IS NULL OR service = ? "
             "ORDER BY service, source_month, loaded_at",
             [service, service],
         )
@@ -190,22 +162,22 @@ class DuckDBWarehouse(Warehouse):
         if not self.path.exists():  # nothing was ever loaded; do not create the file
             return 0
         with self._connect(read_only=False) as con:
-            con.execute(_LOAD_LOG_DDL)
-            sql = f"DELETE FROM {LOAD_LOG} WHERE service = ? AND source_month = ?"
+            con.execute(table_ddl(LOAD_LOG))
+            sql = f"DELETE FROM {LOAD_LOG.name} WHERE service = ? AND source_month = ?"
             return con.execute(sql, [service, month]).fetchone()[0]
 
     def replace_zones(self, rows: list[tuple], lookup: dict) -> int:
         with self._connect(read_only=False) as con:
-            con.execute(_ZONES_DDL)
-            con.execute(_ZONES_LOG_DDL)
+            con.execute(table_ddl(ZONES))
+            con.execute(table_ddl(ZONES_LOG))
             with _transaction(con):
-                con.execute(f"DELETE FROM {zones.TABLE}")
-                con.executemany(f"INSERT INTO {zones.TABLE} VALUES (?, ?, ?, ?)", rows)
-                found = con.execute(f"SELECT count(*) FROM {zones.TABLE}").fetchone()[0]
+                con.execute(f"DELETE FROM {ZONES.name}")
+                con.executemany(f"INSERT INTO {ZONES.name} VALUES (?, ?, ?, ?)", rows)
+                found = con.execute(f"SELECT count(*) FROM {ZONES.name}").fetchone()[0]
                 if found != len(rows):
                     raise WarehouseError(f"zones: loaded {found} rows of {len(rows)}; rolled back.")
                 con.execute(
-                    f"INSERT INTO {zones.ZONES_LOG} VALUES (?, ?, ?, ?, ?)",
+                    f"INSERT INTO {ZONES_LOG.name} VALUES (?, ?, ?, ?, ?)",
                     [
                         lookup["url"],
                         lookup["bytes"],
@@ -217,24 +189,24 @@ class DuckDBWarehouse(Warehouse):
         return len(rows)
 
     def zones_checksum(self) -> str | None:
-        rows = self._query(f"SELECT arg_max(sha256, loaded_at) FROM {zones.ZONES_LOG}", [], table=zones.ZONES_LOG)
+        rows = self._query(f"SELECT arg_max(sha256, loaded_at) FROM {ZONES_LOG.name}", [], table=ZONES_LOG.name)
         return rows[0][0] if rows else None
 
     def create_trips_view(self, columns: list[str]) -> None:
         with self._connect(read_only=False) as con:
-            for name in zones.VIEW_SERVICES:
+            for name in tables.VIEW_SERVICES:
                 self._ensure_tables(con, services.service(name))
-            con.execute(f"CREATE OR REPLACE VIEW {zones.TRIPS_VIEW} AS {zones.trips_view_sql(_ident, columns, _ident)}")
+            con.execute(f"CREATE OR REPLACE VIEW {TRIPS_VIEW} AS {tables.trips_view_sql(ident, columns, ident)}")
 
     def trips_view_columns(self) -> list[str] | None:
         rows = self._query(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
-            [zones.TRIPS_VIEW],
-            table=zones.TRIPS_VIEW,
+            [TRIPS_VIEW],
+            table=TRIPS_VIEW,
         )
         return [r[0] for r in rows] or None
 
-    def _query(self, sql: str, params: list, table: str = LOAD_LOG) -> list[tuple]:
+    def _query(self, sql: str, params: list, table: str = LOAD_LOG.name) -> list[tuple]:
         if not self.path.exists():
             return []
         with self._connect(read_only=True) as con:

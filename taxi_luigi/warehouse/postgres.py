@@ -21,6 +21,7 @@ import io
 import queue
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.csv as pacsv
@@ -29,53 +30,31 @@ import sqlalchemy
 from psycopg2.extensions import connection, cursor
 from sqlalchemy.engine import make_url
 
-from taxi_luigi import services, zones
+from taxi_luigi import services, tables
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
-from taxi_luigi.services import SOURCE_MONTH, Service
-from taxi_luigi.warehouse import (
-    LOAD_LOG,
-    LOAD_LOG_COLUMNS,
-    Warehouse,
-    WarehouseError,
-    checked_identifier,
-    history_rows,
-)
+from taxi_luigi.services import Column, Service
+from taxi_luigi.sql import ident
+from taxi_luigi.tables import LOAD_LOG, TRIPS_VIEW, ZONES, ZONES_LOG, Table
+from taxi_luigi.warehouse import HISTORY_COLUMNS, Warehouse, WarehouseError, checked_identifier, history_rows
 
 PG_TYPES = {
     "int32": "integer",
     "int64": "bigint",
     "double": "double precision",
     "string": "text",
-    "timestamp": "timestamp",
+    "timestamp": "timestamp",  # without time zone: the TLC's wall-clock times
     "date": "date",
+    "instant": "timestamptz",
 }
 BATCH_ROWS = 50_000  # rows a CSV chunk holds: 100,000 cost 80 MB more peak RSS and no speed
 COPY_BYTES = 1 << 20  # what psycopg2 asks of the stream at a time (its default: 8 kB)
-_LOAD_LOG_DDL = """
-CREATE TABLE IF NOT EXISTS {log} (
-    service text NOT NULL,
-    source_month date NOT NULL,
-    checksum text NOT NULL,
-    rows bigint NOT NULL,
-    quarantined bigint NOT NULL,
-    lake_object text NOT NULL,
-    loaded_at timestamptz NOT NULL DEFAULT now()
-)"""
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def table_columns(svc: Service) -> list[tuple[str, str, bool]]:
-    """(name, type, NOT NULL) of the clean table: wrong data cannot load quietly."""
-    required = {"pickup_datetime", SOURCE_MONTH.name}
-    return [(c.name, PG_TYPES[c.type], c.name in required) for c in svc.all_columns]
-
-
-def quarantine_columns(svc: Service) -> list[tuple[str, str, bool]]:
-    return [(c.name, PG_TYPES[c.type], c.name in ("reason", SOURCE_MONTH.name)) for c in svc.quarantine_columns]
+def column_ddl(column: Column) -> str:
+    """A column's definition; a moment is the server's now() unless given (the load's commit time)."""
+    default = " DEFAULT now()" if column.type == "instant" else ""
+    return f"{ident(column.name)} {PG_TYPES[column.type]}{' NOT NULL' * column.not_null}{default}"
 
 
 class _CsvStream(io.RawIOBase):
@@ -154,7 +133,33 @@ class PostgresWarehouse(Warehouse):
         return self.safe_url
 
     def _name(self, table: str) -> str:
-        return f"{_ident(self.schema)}.{_ident(table)}"
+        return f"{ident(self.schema)}.{ident(table)}"
+
+    def _create(self, cur: cursor, table: Table) -> None:
+        key = f", PRIMARY KEY ({ident(table.key)})" if table.key else ""
+        columns = ", ".join(map(column_ddl, table.columns))
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {self._name(table.name)} ({columns}{key})")
+
+    @contextlib.contextmanager
+    def _transaction(self, what: str) -> Iterator[cursor]:
+        """A cursor whose work is committed if the block ends well, else rolled back: a WarehouseError as it is,
+        anything else (the server gone, a statement refused) as one that says ``what`` (e.g. "yellow 2021-03:
+        loading into") failed and nothing was committed."""
+        with self._connect() as conn:
+            raw = conn.connection.dbapi_connection
+            try:
+                with raw.cursor() as cur:
+                    yield cur
+                raw.commit()
+            except WarehouseError:
+                raw.rollback()
+                raise
+            except Exception as e:
+                _rollback_quietly(raw)
+                raise WarehouseError(
+                    f"{what} {self.safe_url} failed and nothing was committed: {_first_line(e)}. "
+                    "Rerun when the server is reachable."
+                ) from None
 
     def _connect(self) -> sqlalchemy.engine.Connection:
         try:
@@ -166,60 +171,47 @@ class PostgresWarehouse(Warehouse):
             ) from None
 
     def _ensure(self, cur: cursor, svc: Service) -> None:
-        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(self.schema)}")
-        cur.execute(_LOAD_LOG_DDL.format(log=self._name(LOAD_LOG)))
-        for table, columns in ((svc.table, table_columns(svc)), (svc.quarantine_table, quarantine_columns(svc))):
-            cols = ", ".join(f"{_ident(n)} {t}{' NOT NULL' * required}" for n, t, required in columns)
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(self.schema)}")
+        self._create(cur, LOAD_LOG)
+        for table, columns in ((svc.table, svc.all_columns), (svc.quarantine_table, svc.quarantine_columns)):
             cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {self._name(table)} ({cols}, "
+                f"CREATE TABLE IF NOT EXISTS {self._name(table)} ({', '.join(map(column_ddl, columns))}, "
                 "CHECK (source_month = date_trunc('month', source_month::timestamp)::date)) "
                 "PARTITION BY LIST (source_month)"
             )
-            for name, type_, _ in columns:  # a newer schema version adds columns; older months read null
-                cur.execute(f"ALTER TABLE {self._name(table)} ADD COLUMN IF NOT EXISTS {_ident(name)} {type_}")
+            for c in columns:  # a newer schema version adds columns; older months read null
+                cur.execute(
+                    f"ALTER TABLE {self._name(table)} ADD COLUMN IF NOT EXISTS {ident(c.name)} {PG_TYPES[c.type]}"
+                )
 
     def replace_month(
         self, svc: Service, month: dt.date, lake: Lake, manifest: dict, label: str, progress: Say | None = None
     ) -> int:
         say = progress or (lambda pct, msg: None)
-        with lake.verified_copies(manifest, label) as (data, quarantine), self._connect() as conn:
-            raw = conn.connection.dbapi_connection
-            try:
-                with raw.cursor() as cur:
-                    self._ensure(cur, svc)
-                    raw.commit()
-                    parts = (
-                        (svc.table, data, manifest["rows"], 30, 85),
-                        (svc.quarantine_table, quarantine, manifest["quarantined"], 85, 90),
-                    )
-                    staged = [
-                        self._fill(cur, t, month, path, rows, label, say, lo, hi) for t, path, rows, lo, hi in parts
-                    ]
-                    say(92, f"swapping in {svc.table} {month:%Y-%m}")
-                    for (table, *_), new in zip(parts, staged, strict=True):
-                        self._swap(cur, table, month, new)
-                    cur.execute(
-                        f"INSERT INTO {self._name(LOAD_LOG)} (service, source_month, checksum, rows, quarantined, "
-                        "lake_object) VALUES (%s, %s, %s, %s, %s, %s)",
-                        (
-                            svc.name,
-                            month,
-                            manifest["checksum"],
-                            manifest["rows"],
-                            manifest["quarantined"],
-                            manifest["objects"]["data"]["key"],
-                        ),
-                    )
-                raw.commit()
-            except WarehouseError:
-                raw.rollback()
-                raise
-            except Exception as e:
-                _rollback_quietly(raw)
-                raise WarehouseError(
-                    f"{label}: loading into {self.safe_url} failed and nothing was committed: {_first_line(e)}. "
-                    "Rerun when the server is reachable."
-                ) from None
+        with lake.verified_copies(manifest, label) as (data, quarantine):
+            with self._transaction(f"{label}: creating the tables in") as cur:
+                self._ensure(cur, svc)
+            with self._transaction(f"{label}: loading into") as cur:
+                parts = (
+                    (svc.table, data, manifest["rows"], 30, 85),
+                    (svc.quarantine_table, quarantine, manifest["quarantined"], 85, 90),
+                )
+                staged = [self._fill(cur, t, month, path, rows, label, say, lo, hi) for t, path, rows, lo, hi in parts]
+                say(92, f"swapping in {svc.table} {month:%Y-%m}")
+                for (table, *_), new in zip(parts, staged, strict=True):
+                    self._swap(cur, table, month, new)
+                cur.execute(
+                    f"INSERT INTO {self._name(LOAD_LOG.name)} (service, source_month, checksum, rows, quarantined, "
+                    "lake_object) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (
+                        svc.name,
+                        month,
+                        manifest["checksum"],
+                        manifest["rows"],
+                        manifest["quarantined"],
+                        manifest["objects"]["data"]["key"],
+                    ),
+                )
         return manifest["rows"]
 
     def _fill(
@@ -232,7 +224,7 @@ class PostgresWarehouse(Warehouse):
         )
         # The partition's own constraint, declared up front, spares ATTACH a scan of the month.
         cur.execute(f"ALTER TABLE {self._name(new)} ADD CHECK (source_month = %s)", (month,))
-        cols = ", ".join(_ident(n) for n in pq.read_schema(path).names)
+        cols = ", ".join(ident(n) for n in pq.read_schema(path).names)
         # FREEZE: the table is new in this transaction, so its rows can be written frozen (no later VACUUM pass).
         with _CsvStream(path, say, rows, low, high) as stream:
             cur.copy_expert(f"COPY {self._name(new)} ({cols}) FROM STDIN WITH (FORMAT csv, FREEZE)", stream, COPY_BYTES)
@@ -251,22 +243,26 @@ class PostgresWarehouse(Warehouse):
         if cur.fetchone()[0] is not None:
             cur.execute(f"ALTER TABLE {self._name(table)} DETACH PARTITION {self._name(part)}")
             cur.execute(f"DROP TABLE {self._name(part)}")
-        cur.execute(f"ALTER TABLE {self._name(new)} RENAME TO {_ident(part)}")
+        cur.execute(f"ALTER TABLE {self._name(new)} RENAME TO {ident(part)}")
         cur.execute(f"ALTER TABLE {self._name(table)} ATTACH PARTITION {self._name(part)} FOR VALUES IN (%s)", (month,))
 
     def _latest(self, service: str | None) -> list[dict]:
+        rows = self._log_rows(
+            "SELECT DISTINCT ON (service, source_month) service, source_month, checksum, rows, quarantined, "
+            "loaded_at FROM {log} WHERE CAST(:s AS text) IS NULL OR service = :s "
+            "ORDER BY service, source_month, loaded_at DESC",
+            service,
+        )
+        return [dict(r._mapping) for r in rows]
+
+    def _log_rows(self, sql: str, service: str | None) -> list[sqlalchemy.Row]:
+        """The rows of a query on load_log (``{log}`` in ``sql``) for ``:s``, a service or None (none: nothing was
+        ever loaded)."""
+        log = self._name(LOAD_LOG.name)
         with self._connect() as conn:
-            if conn.execute(sqlalchemy.text("SELECT to_regclass(:t)"), {"t": self._name(LOAD_LOG)}).scalar() is None:
+            if conn.execute(sqlalchemy.text("SELECT to_regclass(:t)"), {"t": log}).scalar() is None:
                 return []
-            rows = conn.execute(
-                sqlalchemy.text(
-                    f"SELECT DISTINCT ON (service, source_month) service, source_month, checksum, rows, quarantined, "
-                    f"loaded_at FROM {self._name(LOAD_LOG)} WHERE CAST(:s AS text) IS NULL OR service = :s "
-                    "ORDER BY service, source_month, loaded_at DESC"
-                ),
-                {"s": service},
-            )
-            return [dict(r._mapping) for r in rows]
+            return list(conn.execute(sqlalchemy.text(sql.format(log=log)), {"s": service}))
 
     def loaded_checksums(self, service: str) -> dict[dt.date, str]:
         return {r["source_month"]: r["checksum"] for r in self._latest(service)}
@@ -275,20 +271,14 @@ class PostgresWarehouse(Warehouse):
         return [{"month": r.pop("source_month"), **r} for r in self._latest(service)]
 
     def load_history(self, service: str | None = None) -> list[dict]:
-        with self._connect() as conn:
-            if conn.execute(sqlalchemy.text("SELECT to_regclass(:t)"), {"t": self._name(LOAD_LOG)}).scalar() is None:
-                return []
-            rows = conn.execute(
-                sqlalchemy.text(
-                    f"SELECT {', '.join(LOAD_LOG_COLUMNS)} FROM {self._name(LOAD_LOG)} "
-                    "WHERE CAST(:s AS text) IS NULL OR service = :s ORDER BY service, source_month, loaded_at"
-                ),
-                {"s": service},
-            )
-            return history_rows(rows)
+        sql = (
+            f"SELECT {HISTORY_COLUMNS} FROM {{log}} WHERE CAST(:s AS text) IS NULL OR service = :s "
+            "ORDER BY service, source_month, loaded_at"
+        )
+        return history_rows(self._log_rows(sql, service))
 
     def forget_month(self, service: str, month: dt.date) -> int:
-        log = self._name(LOAD_LOG)
+        log = self._name(LOAD_LOG.name)
         with self._connect() as conn:
             try:
                 if conn.execute(sqlalchemy.text("SELECT to_regclass(:t)"), {"t": log}).scalar() is None:
@@ -306,44 +296,25 @@ class PostgresWarehouse(Warehouse):
         return deleted
 
     def replace_zones(self, rows: list[tuple], lookup: dict) -> int:
-        table, log = self._name(zones.TABLE), self._name(zones.ZONES_LOG)
-        with self._connect() as conn:
-            raw = conn.connection.dbapi_connection
-            try:
-                with raw.cursor() as cur:
-                    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(self.schema)}")
-                    cur.execute(
-                        f"CREATE TABLE IF NOT EXISTS {table} (location_id integer NOT NULL PRIMARY KEY, "
-                        "borough text, zone text, service_zone text)"
-                    )
-                    cur.execute(
-                        f"CREATE TABLE IF NOT EXISTS {log} (url text NOT NULL, bytes bigint NOT NULL, "
-                        "sha256 text NOT NULL, rows bigint NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now())"
-                    )
-                    raw.commit()
-                    cur.execute(f"DELETE FROM {table}")
-                    cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s, %s)", rows)
-                    cur.execute(f"SELECT count(*) FROM {table}")
-                    if (found := cur.fetchone()[0]) != len(rows):
-                        raise WarehouseError(f"zones: loaded {found} rows of {len(rows)}; rolled back.")
-                    cur.execute(
-                        f"INSERT INTO {log} (url, bytes, sha256, rows) VALUES (%s, %s, %s, %s)",
-                        (lookup["url"], lookup["bytes"], lookup["sha256"], len(rows)),
-                    )
-                raw.commit()
-            except WarehouseError:
-                raw.rollback()
-                raise
-            except Exception as e:
-                _rollback_quietly(raw)
-                raise WarehouseError(
-                    f"zones: loading into {self.safe_url} failed and nothing was committed: {_first_line(e)}. "
-                    "Rerun when the server is reachable."
-                ) from None
+        table, log = self._name(ZONES.name), self._name(ZONES_LOG.name)
+        with self._transaction("zones: creating the tables in") as cur:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(self.schema)}")
+            self._create(cur, ZONES)
+            self._create(cur, ZONES_LOG)
+        with self._transaction("zones: loading into") as cur:
+            cur.execute(f"DELETE FROM {table}")
+            cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s, %s)", rows)
+            cur.execute(f"SELECT count(*) FROM {table}")
+            if (found := cur.fetchone()[0]) != len(rows):
+                raise WarehouseError(f"zones: loaded {found} rows of {len(rows)}; rolled back.")
+            cur.execute(
+                f"INSERT INTO {log} (url, bytes, sha256, rows) VALUES (%s, %s, %s, %s)",
+                (lookup["url"], lookup["bytes"], lookup["sha256"], len(rows)),
+            )
         return len(rows)
 
     def zones_checksum(self) -> str | None:
-        log = self._name(zones.ZONES_LOG)
+        log = self._name(ZONES_LOG.name)
         with self._connect() as conn:
             if conn.execute(sqlalchemy.text("SELECT to_regclass(:t)"), {"t": log}).scalar() is None:
                 return None
@@ -351,24 +322,11 @@ class PostgresWarehouse(Warehouse):
 
     def create_trips_view(self, columns: list[str]) -> None:
         """Drop and create in one transaction: CREATE OR REPLACE VIEW cannot drop or reorder columns."""
-        with self._connect() as conn:
-            raw = conn.connection.dbapi_connection
-            try:
-                with raw.cursor() as cur:
-                    for name in zones.VIEW_SERVICES:
-                        self._ensure(cur, services.service(name))
-                    cur.execute(f"DROP VIEW IF EXISTS {self._name(zones.TRIPS_VIEW)}")
-                    cur.execute(
-                        f"CREATE VIEW {self._name(zones.TRIPS_VIEW)} AS "
-                        f"{zones.trips_view_sql(self._name, columns, _ident)}"
-                    )
-                raw.commit()
-            except Exception as e:
-                _rollback_quietly(raw)
-                raise WarehouseError(
-                    f"{zones.TRIPS_VIEW}: creating the view in {self.safe_url} failed and nothing was committed: "
-                    f"{_first_line(e)}."
-                ) from None
+        with self._transaction(f"{TRIPS_VIEW}: creating the view in") as cur:
+            for name in tables.VIEW_SERVICES:
+                self._ensure(cur, services.service(name))
+            cur.execute(f"DROP VIEW IF EXISTS {self._name(TRIPS_VIEW)}")
+            cur.execute(f"CREATE VIEW {self._name(TRIPS_VIEW)} AS {tables.trips_view_sql(self._name, columns, ident)}")
 
     def trips_view_columns(self) -> list[str] | None:
         with self._connect() as conn:
@@ -377,7 +335,7 @@ class PostgresWarehouse(Warehouse):
                     "SELECT column_name FROM information_schema.columns WHERE table_schema = :s AND table_name = :t "
                     "ORDER BY ordinal_position"
                 ),
-                {"s": self.schema, "t": zones.TRIPS_VIEW},
+                {"s": self.schema, "t": TRIPS_VIEW},
             ).scalars()
             return list(names) or None
 

@@ -1,10 +1,16 @@
-"""A real HTTP server on 127.0.0.1 serving a sample mirror, counting requests and injecting faults."""
+"""A real HTTP server on 127.0.0.1 serving a mirror directory, counting requests and injecting faults.
+
+One server for everything that needs the TLC's files without the network: ``taxi-luigi demo``, the
+tests, the benchmarks and the GCP smoke script. It answers as CloudFront does, so the pipeline's own
+HTTP code runs unchanged against it, and it counts what it is asked, so a run can show what it fetched.
+"""
 
 from __future__ import annotations
 
 import functools
 import http.server
 import re
+import shutil
 import socket
 import struct
 import threading
@@ -42,7 +48,7 @@ class MirrorServer:
     than the body makes the server close the connection mid-body; or a Reset or a Stall.
     ``requests`` counts downloads, ``ranges`` lists the Range headers they sent, ``probes``
     counts the one-byte requests that ask whether a file exists; ``delay`` slows every
-    download down by that many seconds.
+    download down by that many seconds. It listens on a free port; ``url`` says which.
     """
 
     def __init__(self, root: Path) -> None:
@@ -81,18 +87,21 @@ class MirrorServer:
                     self.close_connection = True
 
             def send_file(self) -> None:
-                """The file, or from a Range's first byte on (206) unless If-Range names another version."""
+                """The file, or from a Range's first byte on (206) unless If-Range names another version;
+                streamed, so a full-size month never sits in memory."""
                 path = Path(self.translate_path(self.path))
                 if not path.is_file():
                     super().do_GET()  # 404s and listings as before
                     return
-                data = path.read_bytes()
+                size = path.stat().st_size
                 start = self.range_start(path)
-                if start >= len(data) > 0:
+                if start >= size > 0:
                     self.send_error(416)
                     return
-                self.send_file_headers(path, len(data), start)
-                self.wfile.write(data[start:])
+                self.send_file_headers(path, size, start)
+                with path.open("rb") as f:
+                    f.seek(start)
+                    shutil.copyfileobj(f, self.wfile)
 
             def range_start(self, path: Path) -> int:
                 """Where the answer starts: 0 without a single open or closed byte range, or when If-Range
@@ -119,11 +128,15 @@ class MirrorServer:
                     self.send_header(name, value)
                 self.end_headers()
 
-            def reset(self, fault: Reset) -> None:
+            def send_first(self, after: int) -> None:
+                """The whole file's headers, then only its first ``after`` bytes: a download cut short."""
                 path = Path(self.translate_path(self.path))
-                data = path.read_bytes()
-                self.send_file_headers(path, len(data))
-                self.wfile.write(data[: fault.after])
+                self.send_file_headers(path, path.stat().st_size)
+                with path.open("rb") as f:
+                    self.wfile.write(f.read(after))
+
+            def reset(self, fault: Reset) -> None:
+                self.send_first(fault.after)
                 time.sleep(0.2)  # let the client read what was sent: a reset discards what it has not read
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.rfile.close()  # the socket closes (and resets) only when its last file object does
@@ -134,10 +147,7 @@ class MirrorServer:
 
             def stall(self, fault: Stall) -> None:
                 if fault.after is not None:
-                    path = Path(self.translate_path(self.path))
-                    data = path.read_bytes()
-                    self.send_file_headers(path, len(data))
-                    self.wfile.write(data[: fault.after])
+                    self.send_first(fault.after)
                 server.stopping.wait(60)
                 self.close_connection = True
 
@@ -161,9 +171,11 @@ class MirrorServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def template(self, ext: str = ".parquet") -> str:
+        """A ``[source] url_template`` for this mirror, laid out as the sample writes it."""
         return self.url + "/{service}/{service}_tripdata_{year}-{month:02d}" + ext
 
     def downloads(self) -> int:
+        """Requests for a file's bytes, probes not counted: what a run fetched."""
         return sum(self.requests.values())
 
     def __enter__(self) -> MirrorServer:

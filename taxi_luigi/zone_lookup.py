@@ -1,7 +1,7 @@
-"""The zone dimension: the TLC's taxi_zone_lookup.csv, fetched and verified; and the shape of the ``trips`` view.
+"""The zone dimension's source: the TLC's taxi_zone_lookup.csv, fetched, verified and parsed.
 
-The lookup is small (265 rows), so it is read whole and replaced whole in the warehouse, in one
-transaction with a ``zones_log`` row carrying the file's sha256: the table is complete when the
+The lookup is small (265 rows), so it is read whole and replaced whole in the warehouse (tables.ZONES),
+in one transaction with a ``zones_log`` row carrying the file's sha256: the table is complete when the
 latest logged checksum equals the downloaded file's.
 """
 
@@ -12,22 +12,13 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from taxi_luigi import services, source, staging
+from taxi_luigi import source, staging
 
 #: The lookup's header, exactly, in the TLC's spelling and order.
 HEADER = ("LocationID", "Borough", "Zone", "service_zone")
-#: The warehouse table and its canonical columns: (name, logical type, NOT NULL).
-TABLE = "taxi_zones"
-COLUMNS = (("location_id", "int32", True), ("borough", "string", False), ("zone", "string", False))
-COLUMNS += (("service_zone", "string", False),)
-ZONES_LOG = "zones_log"
-#: The view over yellow and green, and the services it unites.
-TRIPS_VIEW = "trips"
-VIEW_SERVICES = ("yellow", "green")
 
 ZoneRow = tuple[int, str | None, str | None, str | None]
 
@@ -85,12 +76,8 @@ def fetch(url: str, dest: Path, *, retries: int = 4, backoff: float = 2.0, timeo
     """Download ``url`` to ``dest`` atomically: under a temporary name, verified, then renamed."""
     label = "zones"
     with staging.staged(dest) as part:
-        src = source.local_path(url)
         try:
-            if src is None:
-                source._http_download(url, part, label, retries, backoff, timeout, None)
-            else:
-                source._copy_local(src, part, label, url)
+            source.download(url, part, label, retries=retries, backoff=backoff, timeout=timeout)
         except source.NotPublished:
             raise ZonesError(
                 f"zones: the source has no file at {url}. Check [source] zones_url, or [source] preset."
@@ -117,21 +104,3 @@ def write_record(path: Path, lookup: Lookup) -> None:
     with staging.staged(path) as part:
         part.write_text(json.dumps(lookup.to_dict(), indent=2))
         os.replace(part, path)
-
-
-def trips_columns() -> list[str]:
-    """The canonical columns yellow and green share, in yellow's order: the ``trips`` view's, after ``service``.
-
-    Computed, not listed: a column added to one service only stays out, one added to both comes in.
-    """
-    tables = [services.service(name) for name in VIEW_SERVICES]
-    shared = set.intersection(*({c.name for c in svc.all_columns} for svc in tables))
-    return [c.name for c in tables[0].all_columns if c.name in shared]
-
-
-def trips_view_sql(table_name: Callable[[str], str], columns: list[str], quote: Callable[[str], str]) -> str:
-    """SELECT ... UNION ALL ... over the services; ``table_name`` gives a table's full quoted name."""
-    cols = ", ".join(quote(c) for c in columns)
-    return "\nUNION ALL\n".join(
-        f"SELECT '{name}' AS service, {cols} FROM {table_name(services.service(name).table)}" for name in VIEW_SERVICES
-    )
