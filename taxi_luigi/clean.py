@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from taxi_luigi import geo, months, rawcsv, services, staging
 from taxi_luigi import progress as progress_of
 from taxi_luigi.services import MALFORMED, QUARANTINE_LINE, REASONS, SOURCE_MONTH, Column, ColumnMap, Service
-from taxi_luigi.sql import ident, literal
+from taxi_luigi.sql import ident, literal, one
 
 #: A column whose values DuckDB's reader refuses in more than this share of the rows is read as text
 #: and cast in SQL instead: setting thousands of rows aside, one at a time, would cost more.
@@ -219,9 +219,9 @@ def clean_month(
                 quarantine_parts.append(malformed_query(svc, month, read.malformed))
             first = 1 if fmt == ".parquet" else 80  # a CSV's parse took the first 80 %
             say(first, "cleaning")
-            with progress_of.watch(con, say, first, 90, lambda: read.rows_in, "cleaned"):
+            with progress_of.watch(con, say, first, 90, read.rows_in, "cleaned"):
                 _copy(con, " UNION ALL ".join(clean_parts), data_tmp)
-            with progress_of.watch(con, say, 90, 95, lambda: read.rows_in, "checked for quarantine"):
+            with progress_of.watch(con, say, 90, 95, read.rows_in, "checked for quarantine"):
                 _copy(con, " UNION ALL ".join(quarantine_parts), quarantine_tmp)
             zoned = _zones(data_tmp, read.cmap, zones_shapes, say)
             report = _report(con, svc, data_tmp, quarantine_tmp, read.rows_in) | zoned | read.notes
@@ -330,7 +330,7 @@ class _CsvRead:
                 scan, failed = None, e
             tally = counted.result()  # a damaged gzip is reported as such, whatever DuckDB made of it
         if scan is not None and (text := self._reread_as_text(scan, tally.rows)):
-            scan = self._scan(self.raw, self.fmt, strict=False, rows=lambda: tally.rows, text=text)
+            scan = self._scan(self.raw, self.fmt, strict=False, rows=tally.rows, text=text)
         if scan is not None and (rows := self._agrees(scan, tally)) is not None:
             return self._placed(scan, self.raw, self.fmt, rows, "lenient")
         # One line ending, read strictly: rows the grammar cannot place are set aside rather than cut short.
@@ -338,7 +338,7 @@ class _CsvRead:
         self.say(40, "reading again with one line ending")
         rawcsv.write_lf(self.raw, self.fmt, copy)
         try:
-            scan = self._scan(copy, ".csv", strict=True, rows=lambda: tally.rows)
+            scan = self._scan(copy, ".csv", strict=True, rows=tally.rows)
         except duckdb.Error as e:
             raise CleanError(
                 f"{self.label}: {self.raw.name} cannot be read as CSV: {str(e).splitlines()[0]} "
@@ -347,7 +347,8 @@ class _CsvRead:
                 "not help; please report the file."
             ) from None
         lines = scan.accepted + self._reject_lines(scan)
-        if lines != tally.rows and lines != (rows := rawcsv.exact_rows(copy, ".csv")):
+        rows = tally.rows if lines == tally.rows else rawcsv.exact_rows(copy, ".csv")
+        if lines != rows:
             line = rawcsv.first_open_quote(copy, ".csv")
             where = (
                 f"line {line} opens a quoted value that runs on past its line break"
@@ -359,10 +360,16 @@ class _CsvRead:
                 "Nothing was written; the download is whole, so downloading it again will not help: fix the file "
                 "or report it."
             )
-        return self._placed(scan, copy, ".csv", tally.rows if lines == tally.rows else rows, "strict, one line ending")
+        return self._placed(scan, copy, ".csv", rows, "strict, one line ending")
 
     def _scan(
-        self, path: Path, fmt: str, *, strict: bool, rows: Callable[[], int | None], text: frozenset[str] = frozenset()
+        self,
+        path: Path,
+        fmt: str,
+        *,
+        strict: bool,
+        rows: int | Callable[[], int | None],
+        text: frozenset[str] = frozenset(),
     ) -> _Scan:
         """DuckDB's reader over the file, its rows written as they were parsed (typed) to a staged parquet.
 
@@ -400,9 +407,8 @@ class _CsvRead:
         query = f"SELECT *{keep} FROM {relation}{where}"
         staged = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(f".scan{self.scans}.parquet")))
         with progress_of.watch(self.con, self.say, 1, 80, rows, "read"):
-            accepted = self.con.execute(
-                f"COPY ({query}) TO {literal(str(staged))} (FORMAT parquet, COMPRESSION lz4_raw)"
-            ).fetchone()[0]
+            copied = self.con.execute(f"COPY ({query}) TO {literal(str(staged))} (FORMAT parquet, COMPRESSION lz4_raw)")
+            accepted = one(copied.fetchone())[0]
         refused = dict(
             self.con.execute(
                 f"SELECT column_name, count(*) FROM {rejects} WHERE error_type = 'CAST' GROUP BY ALL"
@@ -535,7 +541,7 @@ def _known(counted: Future[rawcsv.Tally]) -> int | None:
 def _connect(memory_limit: str, threads: int, temp_dir: Path | None) -> duckdb.DuckDBPyConnection:
     # Without statistics propagation DuckDB writes every parquet field as optional; with it, a
     # column that happens to have no nulls this month would be written as required.
-    config = {
+    config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": memory_limit,
         "preserve_insertion_order": False,
         "disabled_optimizers": "statistics_propagation",
@@ -557,9 +563,12 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, dest: Path) -> None:
 def _report(con: duckdb.DuckDBPyConnection, svc: Service, data: Path, quarantine: Path, rows_in: int) -> dict:
     names = [c.name for c in svc.all_columns if c is not SOURCE_MONTH]
     nulls = ", ".join(f"count(*) - count({ident(n)})" for n in names)
-    row = con.execute(
-        f"SELECT count(*), min(pickup_datetime), max(pickup_datetime), {nulls} FROM read_parquet({literal(str(data))})"
-    ).fetchone()
+    row = one(
+        con.execute(
+            f"SELECT count(*), min(pickup_datetime), max(pickup_datetime), {nulls} "
+            f"FROM read_parquet({literal(str(data))})"
+        ).fetchone()
+    )
     by_reason = dict.fromkeys(REASONS, 0)
     by_reason.update(
         con.execute(f"SELECT reason, count(*) FROM read_parquet({literal(str(quarantine))}) GROUP BY reason").fetchall()

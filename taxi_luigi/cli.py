@@ -8,13 +8,14 @@ import dataclasses
 import datetime as dt
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from taxi_luigi import config, invalidate, layout, refresh, report, services, source, status
 from taxi_luigi.demo import run, sample
 from taxi_luigi.lake import LakeError
 from taxi_luigi.months import label
-from taxi_luigi.tasks import MonthsParameter
+from taxi_luigi.parameters import MonthsParameter
 from taxi_luigi.warehouse import WarehouseError
 
 
@@ -66,7 +67,7 @@ def status_table(months: list[status.MonthStatus]) -> str:
     return aligned(_HEADER, rows, _NUMBERS)
 
 
-def aligned(header: tuple[str, ...], rows: list[tuple[str, ...]], right: frozenset[str] = frozenset()) -> str:
+def aligned(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: frozenset[str] = frozenset()) -> str:
     """Columns as wide as their widest cell, two spaces apart; the ``right`` ones right-aligned (numbers)."""
     widths = [max(map(len, column)) for column in zip(header, *rows, strict=True)]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import luigi
 
 from taxi_luigi.lake import GCSSettings, Lake, lake_for
+from taxi_luigi.parameters import OptionalMonthParameter
 from taxi_luigi.warehouse import URL_FORMS, Warehouse, WarehouseSettings, warehouse_for
 
 PRESETS = {
@@ -136,7 +137,7 @@ class cron(luigi.Config):
     """What ``scripts/cron-run`` loads: each service's months from ``start`` through its newest file."""
 
     services = luigi.Parameter(default="yellow,green,fhv,fhvhv", description="Comma-separated services")
-    start = luigi.MonthParameter(default=None, description="YYYY-MM; default: twelve months before this one")
+    start = OptionalMonthParameter(description="YYYY-MM; default: twelve months before this one")
     lock_file = luigi.Parameter(default="", description="Empty: cron-run.lock in [paths] data_dir")
 
 

@@ -18,6 +18,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -25,6 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taxi_luigi import staging
+
+if TYPE_CHECKING:  # the zones extra: imported where it is used
+    import shapely
 
 NOT_CONFIGURED = "not assigned: no [zones] shapes configured"
 BATCH_ROWS = 262_144
@@ -49,7 +53,7 @@ def needs_zones(mapped: dict[str, str]) -> bool:
 class Zones:
     source: str
     ids: np.ndarray  # int32, one per polygon, in tree order
-    tree: object  # shapely.STRtree
+    tree: shapely.STRtree
 
     def assign(self, lon: np.ndarray, lat: np.ndarray) -> pa.Array:
         """The zone id of each point (int32), null where it is in no zone or a coordinate is null/NaN."""

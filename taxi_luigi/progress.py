@@ -23,13 +23,13 @@ def watch(
     say: Say,
     low: int,
     high: int,
-    rows: Callable[[], int | None],
+    rows: int | Callable[[], int | None],
     done: str,
     every: float = 1.0,
 ) -> Iterator[None]:
     """Every ``every`` seconds while the block runs, report ``con``'s progress scaled to ``low..high`` percent.
 
-    ``rows`` gives the statement's total rows, or None while it is not known yet.
+    ``rows`` is the statement's total rows, or gives it (None while it is not known yet).
     """
     stop = threading.Event()
 
@@ -38,7 +38,7 @@ def watch(
             pct = con.query_progress()
             if pct < 0:
                 continue
-            total = rows()
+            total = rows() if callable(rows) else rows
             of = f"{int(total * pct / 100):,} of {total:,} rows" if total is not None else f"{pct:.0f}% of the rows"
             say(low + int((high - low) * pct / 100), f"{of} {done}")
 

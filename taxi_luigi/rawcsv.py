@@ -17,7 +17,6 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 CHUNK = 1 << 20
 HEADER_BYTES = 1 << 16  # the TLC's headers are a few hundred bytes
@@ -33,17 +32,13 @@ class HeaderError(Exception):
     """The first line cannot be read as a CSV header."""
 
 
-def _open(path: Path, fmt: str) -> BinaryIO:
-    return gzip.open(path, "rb") if fmt == ".csv.gz" else open(path, "rb")
-
-
 def header(path: Path, fmt: str) -> list[str]:
     """The column names on the first line, stripped of the spaces some years put around them.
 
     At most HEADER_BYTES of it: a file without line breaks (or lone CRs only) is not read whole.
     """
     try:
-        with _open(path, fmt) as f:
+        with gzip.open(path, "rb") if fmt == ".csv.gz" else open(path, "rb") as f:
             line = f.readline(HEADER_BYTES).decode("utf-8-sig", errors="replace").strip("\r\n")
         columns = next(csv.reader(io.StringIO(line), strict=True), [])  # DuckDB reads no row after a stray quote
     except (EOFError, gzip.BadGzipFile, zlib.error, csv.Error) as e:
@@ -66,10 +61,11 @@ class Dialect:
 def dialect(path: Path, fmt: str) -> Dialect:
     """The header, and how many empty fields past it the first rows carry (at most MAX_EXTRA)."""
     columns = header(path, fmt)
-    head, chunks = b"", text_chunks(path, fmt)
-    while len(head) <= SNIFF_BYTES and (chunk := next(chunks, None)) is not None:
+    head = b""
+    for chunk in text_chunks(path, fmt):  # a damaged gzip in the first rows is a DamagedSource
         head += chunk
-    chunks.close()
+        if len(head) > SNIFF_BYTES:
+            break
     lines = head[:SNIFF_BYTES].split(b"\n")[1:]
     if len(head) > SNIFF_BYTES:
         lines = lines[:-1]  # cut by the sniff's end

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -74,7 +75,7 @@ def _col(
     *sources: str,
     doc: str = "",
     normalize: str = "",
-    codes: dict[str, object] | None = None,
+    codes: Mapping[str, object] | None = None,
     zero_is_null: bool = False,
     coalesce: bool = False,
     not_null: bool = False,
@@ -459,7 +460,7 @@ class Era:
 
     @property
     def source_columns(self) -> list[tuple[str, str]]:
-        return [tuple(c.split(":", 1)) for c in self.columns.split()]
+        return [(name, type_) for name, _, type_ in (c.partition(":") for c in self.columns.split())]
 
 
 _Y11 = (

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from errno import ECONNREFUSED, EHOSTUNREACH, ENETUNREACH
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeGuard, TypeVar
 
 import pyarrow.parquet as pq
 
@@ -296,7 +296,7 @@ def _retrying(attempt: Callable[[], T], label: str, url: str, what: str, retries
         time.sleep(backoff * 2 ** (failures - 1))
 
 
-def _no_route(reason: object) -> bool:
+def _no_route(reason: object) -> TypeGuard[OSError]:
     """Whether urlopen failed before reaching any server, for a reason backoff does not cure: the name does not
     resolve (every getaddrinfo error: EAI_NONAME, EAI_NODATA, EAI_FAIL are answers, not timeouts; EAI_AGAIN is
     asked once more), or connecting was refused or had no route. A connect timeout is not one of them: it stays

@@ -112,9 +112,7 @@ def _local_months(service: str) -> set[dt.date]:
     """Months with a raw or clean file under ``[paths] data_dir`` (laid out as layout.MonthFiles.work_dir)."""
     root = config.paths().root()
     files = (p for step in ("raw", "clean") for p in (root / step / service).glob(f"*/{service}_tripdata_*"))
-    months = {lake.month_of_file(service, p.name) for p in files}
-    months.discard(None)
-    return months
+    return {month for p in files if (month := lake.month_of_file(service, p.name)) is not None}
 
 
 def _loadable(svc: services.Service, month: dt.date) -> bool:

@@ -32,6 +32,7 @@ from taxi_luigi import (
     tables,
     zone_lookup,
 )
+from taxi_luigi.parameters import MonthsParameter, OptionalMonthParameter
 from taxi_luigi.targets import LoadedTarget, ManifestTarget, SiteTarget, TripsViewTarget, ZonesTarget
 from taxi_luigi.warehouse import Warehouse
 
@@ -63,27 +64,6 @@ def reports_errors(complete: Callable[[_Task], bool]) -> Callable[[_Task], bool]
     return checked
 
 
-class MonthsParameter(luigi.Parameter):
-    """Months of a year as ``1,2,3`` or ``1-6`` (empty: every month the service has)."""
-
-    def parse(self, x: str) -> tuple[int, ...]:
-        months: set[int] = set()
-        for part in filter(None, (p.strip() for p in str(x).split(","))):
-            low, _, high = part.partition("-")
-            if not (low.isdigit() and (not high or high.isdigit())):
-                raise ValueError(f"--months {x!r}: use month numbers like 1,2,3 or 1-6")
-            months.update(range(int(low), int(high or low) + 1))
-        if bad := sorted(m for m in months if not 1 <= m <= 12):
-            raise ValueError(f"--months {x!r}: {bad} are not months (1-12)")
-        return tuple(sorted(months))
-
-    def serialize(self, x: tuple[int, ...]) -> str:
-        return ",".join(map(str, x))
-
-    def normalize(self, x: object) -> tuple[int, ...]:
-        return self.parse(x) if isinstance(x, str) else tuple(sorted(x))
-
-
 class MonthTask(luigi.Task):
     """One service's month: the unit of work, of idempotency and of the visualizer's rows."""
 
@@ -113,8 +93,11 @@ class MonthTask(luigi.Task):
         return layout.MonthFiles(config.paths().root(), self.service, self.month)
 
     def report(self, pct: int, message: str) -> None:
-        self.set_progress_percentage(pct)
-        self.set_status_message(message)
+        """Progress for the visualizer: the worker hands a running task its callbacks (None outside a worker)."""
+        if self.set_progress_percentage is not None:
+            self.set_progress_percentage(pct)
+        if self.set_status_message is not None:
+            self.set_status_message(message)
 
     def run(self) -> None:
         """The step, under the month's lock: another process running the same month (the local scheduler
@@ -269,7 +252,7 @@ class Load(MonthTask):
 
     def output(self) -> LoadedTarget:
         manifest = self.requires().the_lake().manifest(self.service, self.month)
-        return LoadedTarget(self.warehouse(), self.service, self.month, manifest and manifest["checksum"])
+        return LoadedTarget(self.warehouse(), self.service, self.month, manifest["checksum"] if manifest else None)
 
     def warehouse(self) -> Warehouse:
         return config.configured_warehouse()
@@ -278,6 +261,8 @@ class Load(MonthTask):
         started = time.monotonic()
         the_lake = self.requires().the_lake()
         manifest = the_lake.manifest(self.service, self.month)
+        if manifest is None:  # Publish was complete a moment ago: removed since, by hand or by invalidate
+            raise lake.LakeError(f"{self.label}: its manifest is gone from the lake; rerun to publish it again.")
         self.report(10, f"verifying {manifest['rows']:,} rows")
         rows = self.warehouse().replace_month(self.svc, self.month, the_lake, manifest, self.label, self.report)
         log.info("%s: loaded %s rows in %.1f s", self.label, f"{rows:,}", time.monotonic() - started)
@@ -389,8 +374,8 @@ class TaxiHistory(_MonthsWrapper):
     URL in the message.
     """
 
-    start = luigi.MonthParameter(default=None, description="YYYY-MM; default: the service's first month")
-    through = luigi.MonthParameter(default=None, description="YYYY-MM; default: last month")
+    start = OptionalMonthParameter(description="YYYY-MM; default: the service's first month")
+    through = OptionalMonthParameter(description="YYYY-MM; default: last month")
 
     def check_source(self, loads: list[Load]) -> None:
         """Nothing more to check: ``month_list`` has asked the source already, and a source it could not reach
@@ -502,10 +487,12 @@ class LoadZones(luigi.Task):
 
     def output(self) -> ZonesTarget:
         recorded = self.recorded()
-        return ZonesTarget(config.configured_warehouse(), recorded and recorded["sha256"])
+        return ZonesTarget(config.configured_warehouse(), recorded["sha256"] if recorded else None)
 
     def run(self) -> None:
         recorded = self.recorded()
+        if recorded is None:  # ZoneLookup was complete a moment ago: removed since
+            raise zone_lookup.ZonesError(f"zones: {self.input().path} is gone; rerun to download the lookup again.")
         rows = zone_lookup.read(self.requires().csv_path(), recorded)
         loaded = self.output().warehouse.replace_zones(rows, recorded)
         log.info("zones: loaded %s zones into %s", loaded, tables.ZONES.name)

@@ -66,7 +66,8 @@ def parse(data: bytes, where: str) -> list[ZoneRow]:
         if location in seen:
             raise ZonesError(f"zones: {where} line {line} repeats LocationID {location}. {fix}")
         seen.add(location)
-        rows.append((location, *(v if v != "" else None for v in values[1:])))
+        borough, zone, service_zone = (value or None for value in values[1:])
+        rows.append((location, borough, zone, service_zone))
     if not rows:
         raise ZonesError(f"zones: {where} has a header but no zones. {fix}")
     return rows

@@ -12,7 +12,8 @@ from luigi.execution_summary import LuigiStatusCode
 from taxi_luigi import services
 from taxi_luigi.demo import sample
 from taxi_luigi.demo.server import MirrorServer
-from taxi_luigi.tasks import MonthsParameter, TaxiYear
+from taxi_luigi.parameters import MonthsParameter
+from taxi_luigi.tasks import TaxiYear
 from taxi_luigi.warehouse import warehouse_for
 
 DEMO_YEAR = 2023

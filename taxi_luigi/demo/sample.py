@@ -194,7 +194,7 @@ _YELLOW_2010 = (
     ("total_amount", "total", _F64),
 )
 # Coded text of 2009 and 2010 per modern code, as spelled in the files; decorated per row below.
-_VENDOR_SPELLINGS = {1: ("CMT",), 2: ("VTS",), 3: ("DDS",)}
+_VENDOR_SPELLINGS: dict[int, tuple[str, ...]] = {1: ("CMT",), 2: ("VTS",), 3: ("DDS",)}
 _PAYMENT_SPELLINGS = {
     2009: {1: ("Credit", "CREDIT"), 2: ("Cash", "CASH"), 3: ("No Charge",), 4: ("Dispute",)},
     2010: {1: ("CRE", "CRD", "Cre"), 2: ("CAS", "CSH"), 3: ("NOC", "NO"), 4: ("DIS",)},
@@ -499,6 +499,7 @@ def _tlc_types(service: str, ym: tuple[int, int]) -> dict[str, pa.DataType]:
 
 def _dtc_layout(service: str, year: int, quirks: frozenset[str]) -> list[_Col]:
     """The DTC csv columns: all text; integer codes look like floats from 2020 on."""
+    names: tuple[tuple[str, str], ...]
     if service == "yellow":
         names = _YELLOW[:-1]
     elif service == "green":

@@ -126,7 +126,7 @@ class Lake(ABC):
     def publish_month(self, service: str, month: dt.date, files: dict[str, Path], source: dict) -> dict:
         """Upload data, quarantine and report, then the manifest that vouches for them."""
         report = json.loads(files["report"].read_text())
-        objects = {}
+        objects: dict[str, dict] = {}
         for kind, path in files.items():
             objects[kind] = {
                 "key": self.key(service, month, kind),

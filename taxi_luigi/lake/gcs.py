@@ -14,8 +14,8 @@ import functools
 import json
 from pathlib import Path
 
+import google.cloud.storage as storage
 from google.api_core import exceptions
-from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from taxi_luigi import gcp_locations, staging

@@ -73,12 +73,17 @@ class ServiceReport:
         return [m for m in self.months if m.latest is not None]
 
     @property
+    def latest_loads(self) -> list[Load]:
+        """The latest load of each loaded month: what the warehouse's tables hold now."""
+        return [m.latest for m in self.months if m.latest is not None]
+
+    @property
     def rows(self) -> int:
-        return sum(m.latest.rows for m in self.loaded)
+        return sum(load.rows for load in self.latest_loads)
 
     @property
     def quarantined(self) -> int:
-        return sum(m.latest.quarantined for m in self.loaded)
+        return sum(load.quarantined for load in self.latest_loads)
 
     @property
     def quarantined_share(self) -> float:
@@ -88,7 +93,7 @@ class ServiceReport:
 
     @property
     def last_load(self) -> dt.datetime | None:
-        return max((m.latest.loaded_at for m in self.loaded), default=None)
+        return max((load.loaded_at for load in self.latest_loads), default=None)
 
     def in_state(self, state: str) -> list[dt.date]:
         return [m.month for m in self.months if m.state == state]

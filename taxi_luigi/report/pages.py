@@ -186,7 +186,7 @@ def _row_bars(months: Sequence[Month], labels: Sequence[str]) -> list[svg.Column
     bars = []
     for m, label in zip(months, labels, strict=True):
         latest = m.latest
-        segments = ()
+        segments: tuple[svg.Segment, ...] = ()
         if latest is not None:
             title = f"{m.month:%Y-%m}: {latest.rows:,} rows loaded ({m.state})"
             segments = (svg.Segment(latest.rows, f"bar {m.state}", title),)

@@ -43,12 +43,10 @@ BQ_TYPES = {
 
 
 def field(column: Column) -> bigquery.SchemaField:
-    return bigquery.SchemaField(
-        column.name,
-        BQ_TYPES[column.type],
-        mode="REQUIRED" if column.not_null else "NULLABLE",
-        description=column.doc or None,
-    )
+    mode = "REQUIRED" if column.not_null else "NULLABLE"
+    if column.doc:
+        return bigquery.SchemaField(column.name, BQ_TYPES[column.type], mode=mode, description=column.doc)
+    return bigquery.SchemaField(column.name, BQ_TYPES[column.type], mode=mode)
 
 
 def table_fields(table: Table) -> list[bigquery.SchemaField]:
@@ -192,9 +190,9 @@ class BigQueryWarehouse(Warehouse):
     def _load(self, lake: Lake, manifest: dict, label: str, staged: list[bigquery.TableReference]) -> None:
         """Load jobs from the lake: straight from gs:// when the lake is on GCS, else from the local files."""
         entries = [manifest["objects"][kind] for kind in ("data", "quarantine")]
-        uris = [lake.gs_uri(entry, label) for entry in entries]
+        uris = [uri for entry in entries if (uri := lake.gs_uri(entry, label))]
         jobs = []
-        if all(uris):
+        if len(uris) == len(entries):
             for uri, ref in zip(uris, staged, strict=True):
                 jobs.append(self.client.load_table_from_uri(uri, ref, job_config=self._job_config(ref)))
             self._wait(jobs, label)

@@ -15,7 +15,7 @@ from taxi_luigi import services, tables
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
 from taxi_luigi.services import Column, Service
-from taxi_luigi.sql import ident
+from taxi_luigi.sql import ident, one
 from taxi_luigi.tables import LOAD_LOG, TRIPS_VIEW, ZONES, ZONES_LOG, Table
 from taxi_luigi.warehouse import HISTORY_COLUMNS, Warehouse, WarehouseError, history_rows
 
@@ -55,7 +55,10 @@ class DuckDBWarehouse(Warehouse):
         # Rows of a month have no order worth keeping, and without it DuckDB writes row groups in
         # parallel as they come instead of holding the month in memory: 2.8 s instead of 7.5 s for
         # 7.3M rows under a memory limit (benchmarks/analysis.md).
-        self._config = {"memory_limit": memory_limit, "preserve_insertion_order": False}
+        self._config: dict[str, str | bool | int | float | list[str]] = {
+            "memory_limit": memory_limit,
+            "preserve_insertion_order": False,
+        }
 
     def __repr__(self) -> str:
         return f"duckdb:///{self.path}"
@@ -108,10 +111,10 @@ class DuckDBWarehouse(Warehouse):
                     (svc.quarantine_table, quarantine, manifest["quarantined"]),
                 ):
                     con.execute(f"DELETE FROM {ident(table)} WHERE source_month = ?", [month])
-                    with progress_of.watch(con, say, 30, 90, lambda rows=rows: rows, f"loaded into {table}"):
+                    with progress_of.watch(con, say, 30, 90, rows, f"loaded into {table}"):
                         con.execute(f"INSERT INTO {ident(table)} BY NAME SELECT * FROM read_parquet(?)", [str(path)])
                 rows, quarantined = (
-                    con.execute(f"SELECT count(*) FROM {ident(t)} WHERE source_month = ?", [month]).fetchone()[0]
+                    one(con.execute(f"SELECT count(*) FROM {ident(t)} WHERE source_month = ?", [month]).fetchone())[0]
                     for t in (svc.table, svc.quarantine_table)
                 )
                 if (rows, quarantined) != (manifest["rows"], manifest["quarantined"]):
@@ -164,7 +167,7 @@ class DuckDBWarehouse(Warehouse):
         with self._connect(read_only=False) as con:
             con.execute(table_ddl(LOAD_LOG))
             sql = f"DELETE FROM {LOAD_LOG.name} WHERE service = ? AND source_month = ?"
-            return con.execute(sql, [service, month]).fetchone()[0]
+            return one(con.execute(sql, [service, month]).fetchone())[0]
 
     def replace_zones(self, rows: list[tuple], lookup: dict) -> int:
         with self._connect(read_only=False) as con:
@@ -173,7 +176,7 @@ class DuckDBWarehouse(Warehouse):
             with _transaction(con):
                 con.execute(f"DELETE FROM {ZONES.name}")
                 con.executemany(f"INSERT INTO {ZONES.name} VALUES (?, ?, ?, ?)", rows)
-                found = con.execute(f"SELECT count(*) FROM {ZONES.name}").fetchone()[0]
+                found = one(con.execute(f"SELECT count(*) FROM {ZONES.name}").fetchone())[0]
                 if found != len(rows):
                     raise WarehouseError(f"zones: loaded {found} rows of {len(rows)}; rolled back.")
                 con.execute(
@@ -210,8 +213,7 @@ class DuckDBWarehouse(Warehouse):
         if not self.path.exists():
             return []
         with self._connect(read_only=True) as con:
-            if not con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-            ).fetchone()[0]:
+            tables_named = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table])
+            if not one(tables_named.fetchone())[0]:
                 return []
             return con.execute(sql, params).fetchall()

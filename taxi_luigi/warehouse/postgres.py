@@ -123,7 +123,10 @@ class PostgresWarehouse(Warehouse):
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
-        self.schema = checked_identifier("PostgreSQL schema", parsed.query.get("schema", "public"))
+        schema = parsed.query.get("schema", "public")
+        if not isinstance(schema, str):
+            raise ValueError(f"warehouse url: name one schema, not {len(schema)} (?schema=name)")
+        self.schema = checked_identifier("PostgreSQL schema", schema)
         # psycopg2, the card's driver, whatever SQLAlchemy's default for postgresql:// (2.1: psycopg 3).
         parsed = parsed.difference_update_query(["schema"]).set(drivername="postgresql+psycopg2")
         self.safe_url = parsed.render_as_string(hide_password=True)
@@ -146,7 +149,7 @@ class PostgresWarehouse(Warehouse):
         anything else (the server gone, a statement refused) as one that says ``what`` (e.g. "yellow 2021-03:
         loading into") failed and nothing was committed."""
         with self._connect() as conn:
-            raw = conn.connection.dbapi_connection
+            raw: connection = conn.connection.driver_connection  # psycopg2's own connection, for COPY
             try:
                 with raw.cursor() as cur:
                     yield cur
