@@ -1,4 +1,5 @@
-"""``taxi-luigi``: the offline demo, the sample mirror, and each month's status, invalidation and refresh."""
+"""``taxi-luigi``: the offline demo, the sample mirror, each month's status, invalidation and refresh, and the
+quality site."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from taxi_luigi import invalidate, layout, refresh, services, source, status
+from taxi_luigi import config, invalidate, layout, refresh, report, services, source, status
 from taxi_luigi.demo import run, sample
 from taxi_luigi.lake import LakeError
 from taxi_luigi.months import label
@@ -94,6 +95,16 @@ def invalidate_month(args: argparse.Namespace) -> int:
     redo = ", ".join(layout.STEPS[layout.STEPS.index(args.first) :])
     done = "" if removed else "nothing to remove (already invalidated); "
     print(f"{label(args.service, month)}: {done}the next run redoes {redo}")
+    return 0
+
+
+def write_report(args: argparse.Namespace) -> int:
+    """The quality site, built now from the configured lake and warehouse, whether or not it was current."""
+    out = Path(args.out) if args.out else config.report().root()
+    built = report.build(config.configured_lake(), config.configured_warehouse(), out, args.service)
+    shown = ", ".join(built.services) or "nothing loaded yet"
+    size = sum(built.pages.values()) / 1e3
+    print(f"quality site: {out / report.INDEX} ({shown}; {len(built.pages)} pages, {size:,.0f} kB)")
     return 0
 
 
@@ -190,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from", dest="first", choices=layout.STEPS, default="clean", help="first step to redo")
     p.add_argument("--json", action="store_true", help="what was removed, as JSON")
     p.set_defaults(func=invalidate_month)
+    p = commands.add_parser("report", help="write the quality site: an index and a page per service, with charts")
+    p.add_argument("--service", action="append", help="repeatable; default: every service loaded or published")
+    p.add_argument("--out", help="the site's directory; default: [report] out_dir (report/ in [paths] data_dir)")
+    p.set_defaults(func=write_report)
     p = commands.add_parser(
         "refresh", help="find months the source re-issued and invalidate them, so the next run reloads them"
     )

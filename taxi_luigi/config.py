@@ -172,3 +172,17 @@ def configured_warehouse(url: str | None = None) -> Warehouse:
             bigquery_timeout_seconds=bq.timeout_seconds,
         ),
     )
+
+
+class report(luigi.Config):
+    """The quality site: ``taxi-luigi report`` and the QualitySite task write it; the wrappers refresh it."""
+
+    refresh = luigi.BoolParameter(
+        default=True,
+        description="The year wrappers, TaxiHistory and scripts/cron-run rebuild the site after loading (false: "
+        "only `taxi-luigi report` or `luigi --module taxi_luigi QualitySite` do)",
+    )
+    out_dir = luigi.Parameter(default="", description="Where the site goes; empty: report/ in [paths] data_dir")
+
+    def root(self) -> Path:
+        return Path(self.out_dir) if self.out_dir else paths().root() / "report"

@@ -32,7 +32,7 @@ from luigi.cmdline_parser import CmdlineParser
 from luigi.execution_summary import LuigiStatusCode
 from luigi.interface import PidLockAlreadyTakenExit
 
-from taxi_luigi import config, locks, tasks
+from taxi_luigi import config, locks, report, tasks
 
 COMMAND = ["--module", "taxi_luigi", "TaxiLatest"]
 #: Luigi's events that carry (task, exception), or (task, message) for a task process that died or timed out.
@@ -189,6 +189,19 @@ def output_to(log_file: Path) -> Iterator[None]:
                 os.close(original)
 
 
+def rebuild_site() -> None:
+    """After a failed task: a failed month stops its wrapper before it refreshes the quality site, and may have
+    changed only the lake, so the site is rebuilt here whatever it was built from, and shows the month as missing.
+    Into the log, like the run; a site that cannot be built is logged and leaves the outcome the failure's."""
+    print("\ncron-run: a task failed; rebuilding the quality site", flush=True)
+    try:
+        built = report.build(config.configured_lake(), config.configured_warehouse(), config.report().root())
+    except Exception:
+        logging.getLogger("luigi-interface").exception("cron-run: the quality site could not be rebuilt")
+        return
+    print(f"cron-run: quality site: {built.out / report.INDEX}", flush=True)
+
+
 def run_luigi(luigi_args: list[str], codes: luigi.retcodes.retcode) -> tuple[Path, Outcome]:
     """``luigi --module taxi_luigi TaxiLatest`` with its output in a new log file; the file and the outcome."""
     logs = config.paths().root() / "logs"
@@ -203,6 +216,8 @@ def run_luigi(luigi_args: list[str], codes: luigi.retcodes.retcode) -> tuple[Pat
             print("\ncron-run: other workers ran some of these tasks; checking that they are complete", flush=True)
             again = luigi_once([*argv, "--no-lock"], codes)
             outcome = dataclasses.replace(again, unavailable=[*outcome.unavailable, *again.unavailable])
+        if outcome.code == codes.task_failed and config.report().refresh:
+            rebuild_site()
     return log_file, outcome
 
 

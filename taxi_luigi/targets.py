@@ -1,12 +1,15 @@
-"""The Luigi Targets of the steps that live outside the local disk: a month's manifest in the lake, and
-what the warehouse's logs say was loaded. Each asks its backend one question; the backends know no Luigi."""
+"""The Luigi Targets of the steps that live outside the local disk: a month's manifest in the lake, what the
+warehouse's logs say was loaded, and whether the quality site shows it. Each asks its backend one question; the
+backends know no Luigi."""
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import luigi
 
+from taxi_luigi import report
 from taxi_luigi.lake import Lake
 from taxi_luigi.warehouse import Warehouse
 
@@ -58,3 +61,13 @@ class TripsViewTarget(luigi.Target):
 
     def exists(self) -> bool:
         return self.warehouse.trips_view_columns() == ["service", *self.columns]
+
+
+class SiteTarget(luigi.Target):
+    """Complete when the quality site in ``out`` was built from the warehouse's load_log as it is now."""
+
+    def __init__(self, warehouse: Warehouse, out: Path) -> None:
+        self.warehouse, self.out = warehouse, out
+
+    def exists(self) -> bool:
+        return report.is_current(self.warehouse, self.out)

@@ -11,7 +11,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,6 +25,7 @@ from taxi_luigi import (
     locks,
     months,
     rawcsv,
+    report,
     services,
     source,
     staging,
@@ -32,7 +33,7 @@ from taxi_luigi import (
     zone_lookup,
 )
 from taxi_luigi.parameters import MonthsParameter, OptionalMonthParameter
-from taxi_luigi.targets import LoadedTarget, ManifestTarget, TripsViewTarget, ZonesTarget
+from taxi_luigi.targets import LoadedTarget, ManifestTarget, SiteTarget, TripsViewTarget, ZonesTarget
 from taxi_luigi.warehouse import Warehouse
 
 log = logging.getLogger("luigi-interface.taxi_luigi")
@@ -308,10 +309,11 @@ class _MonthsWrapper(luigi.WrapperTask):
 
     @reports_errors
     def complete(self) -> bool:
-        """Done when every month's latest load carries its manifest's checksum.
+        """Done when every month's latest load carries its manifest's checksum, and the quality site shows them.
 
         Asked of all the months at once, so a finished year costs one look at the lake (one
-        listing on GCS) and one warehouse query in all, instead of some per month.
+        listing on GCS) and one warehouse query in all, instead of some per month; the site's
+        check is one more warehouse query (none with ``[report] refresh = false``).
         """
         loads = self.loads()
         if not loads:
@@ -320,7 +322,36 @@ class _MonthsWrapper(luigi.WrapperTask):
         if len(published) < len(loads):
             return False
         loaded = loads[0].warehouse().loaded_checksums(self.service)
-        return all(loaded.get(month) == checksum for month, checksum in published.items())
+        if not all(loaded.get(month) == checksum for month, checksum in published.items()):
+            return False
+        return not config.report().refresh or QualitySite().complete()
+
+    def run(self) -> Iterator[QualitySite]:
+        """Once the loads are done: the quality site, as a dynamic dependency (luigid shows it under the
+        wrapper). One site serves every wrapper; it is rebuilt only when it no longer shows the warehouse."""
+        if config.report().refresh:
+            yield QualitySite()
+
+
+class QualitySite(luigi.Task):
+    """The quality site in ``[report] out_dir``: an index and a page per service, with charts (taxi_luigi.report).
+
+    Its target is the site's own record of the load_log it was built from, so a rerun of finished work does
+    nothing and any new load makes it due again.
+    """
+
+    def output(self) -> SiteTarget:
+        return SiteTarget(config.configured_warehouse(), config.report().root())
+
+    def run(self) -> None:
+        target = self.output()
+        with locks.hold(config.paths().root() / "locks" / "report.lock", "QualitySite", config.locks().wait_seconds):
+            if target.exists():  # another process built it meanwhile
+                return
+            staging.sweep(target.out)
+            built = report.build(config.configured_lake(), target.warehouse, target.out)
+        services_shown = ", ".join(built.services) or "no service"
+        log.info("quality site: %s pages for %s in %s", len(built.pages), services_shown, built.out)
 
 
 class TaxiYear(_MonthsWrapper):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from postgres_server import ENV_URL, PASSWORD, ROLE, ExternalPostgres, Postgres, PostgresServer
+from sqlalchemy.engine import make_url
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +45,15 @@ def pg_database(postgres: Postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     if isinstance(postgres, PostgresServer) and not postgres.running:
         postgres.start()
     postgres.drop_database(name)
+
+
+@pytest.fixture(params=["url", "environment"])
+def password_warehouse(request: pytest.FixtureRequest, pg_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``pg_database`` as a run that needs the role's password gets it: in the URL, or in PGPASSWORD. The fixture's
+    passfile is taken away, since it would make the password unnecessary."""
+    monkeypatch.delenv("PGPASSFILE")
+    url = make_url(pg_database)
+    if request.param == "url":
+        return url.set(password=PASSWORD).render_as_string(hide_password=False)
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    return url.render_as_string(hide_password=False)

@@ -97,8 +97,9 @@ def temporary(*directories: Path) -> list[Path]:
 
 
 def strays(data: Path, service: str, months: Iterable[str]) -> list[Path]:
-    """Everything under ``data`` that is not a finished month's output: leftovers of any kind."""
-    expected = {data / "warehouse.duckdb"}
+    """Everything under ``data`` that is not a finished month's output or the quality site: leftovers of any kind."""
+    expected = {data / "warehouse.duckdb", *(data / "report" / page for page in ("index.html", "site.json"))}
+    expected.add(data / "report" / f"{service}.html")
     for ym in months:
         name, year = f"{service}_tripdata_{ym}", ym[:4]
         raw, clean, lake_dir = (data / step / service / year for step in ("raw", "clean", "lake"))

@@ -51,7 +51,7 @@ def test_rerun_of_a_finished_year_downloads_nothing_and_changes_nothing(mirror, 
     result = pipeline.run(TaxiYear(service="yellow", year=2022))
 
     assert result.status == LuigiStatusCode.SUCCESS
-    assert opened == [{"read_only": True}]  # one look at the warehouse for the whole year
+    assert opened == [{"read_only": True}] * 2  # one look at the warehouse for the whole year, one for its site
     assert "ran successfully" not in result.summary_text
     assert mirror.downloads() == 12
     assert pipeline.warehouse.load_log() == before_log

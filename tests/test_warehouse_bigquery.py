@@ -95,8 +95,9 @@ def test_a_rerun_loads_nothing_and_asks_each_service_once(mirror, pipeline, gcp,
     assert result.status == LuigiStatusCode.SUCCESS and "ran successfully" not in result.summary_text
     assert len(calls[gcs.url]) == 1  # one listing of the year's manifests
     posts = [c for c in calls[bigquery.url] if c.startswith("POST")]
-    assert posts == ["POST /bigquery/v2/projects/test/jobs"]  # one query: the year's load_log
-    assert all(c.startswith("GET /bigquery/v2/projects/test/queries/") for c in calls[bigquery.url][1:])  # its result
+    assert posts == ["POST /bigquery/v2/projects/test/jobs"] * 2  # the year's load_log, and the site's
+    results = [c for c in calls[bigquery.url] if not c.startswith("POST")]
+    assert results and all(c.startswith("GET /bigquery/v2/projects/test/queries/") for c in results)  # their rows
     assert configured_warehouse(f"bigquery://test/{gcp.dataset}").load_log() == before
     assert mirror.downloads() == 12
 
@@ -115,6 +116,18 @@ def test_a_republished_month_replaces_exactly_that_month(mirror, pipeline, gcp):
     assert result.status == LuigiStatusCode.SUCCESS
     assert gcp.counts("yellow_tripdata") == {"2022-01": first["2022-01"], "2022-02": new.clean}
     assert gcp.log_rows() == 3
+    wh = configured_warehouse(f"bigquery://test/{gcp.dataset}")
+    history = wh.load_history("yellow")  # every load, oldest first: February twice, with two checksums
+    assert [(f"{r['month']:%Y-%m}", r["lake_object"]) for r in history] == [
+        ("2022-01", "yellow/2022/yellow_tripdata_2022-01.parquet"),
+        ("2022-02", "yellow/2022/yellow_tripdata_2022-02.parquet"),
+        ("2022-02", "yellow/2022/yellow_tripdata_2022-02.parquet"),
+    ]
+    assert history[1]["checksum"] != history[2]["checksum"] and history[1]["loaded_at"] < history[2]["loaded_at"]
+    assert history[2]["rows"] == new.clean
+    assert [{k: v for k, v in r.items() if k != "lake_object"} for r in (history[0], history[2])] == wh.load_log()
+    assert wh.load_history("green") == []
+    assert configured_warehouse(f"bigquery://test/{gcp.dataset}_never").load_history() == []  # no dataset
 
 
 def test_a_failed_load_leaves_neither_a_log_row_nor_a_partial_month(mirror, pipeline, gcp):

@@ -106,3 +106,22 @@ def test_forget_month_deletes_its_load_log_rows_and_the_rows_stay_until_the_next
     wh.replace_month(services.GREEN, MONTH, the_lake, manifest, LABEL)
     assert wh.loaded_checksums("green") == {MONTH: manifest["checksum"]}
     assert month_count(wh, "green_tripdata") == manifest["rows"]
+
+
+def test_load_history_lists_every_load_oldest_first_and_the_latest_is_load_log(tmp_path):
+    wh = DuckDBWarehouse(tmp_path / "wh.duckdb")
+    assert wh.load_history() == []  # no file yet: nothing was loaded
+    loads = [published(tmp_path, rows) for rows in (800, 500)]  # the source re-issued the month
+    for the_lake, manifest in loads:
+        wh.replace_month(services.GREEN, MONTH, the_lake, manifest, LABEL)
+
+    history = wh.load_history("green")
+
+    assert [(r["service"], r["month"], r["checksum"], r["rows"], r["quarantined"]) for r in history] == [
+        ("green", MONTH, m["checksum"], m["rows"], m["quarantined"]) for _, m in loads
+    ]
+    assert {r["lake_object"] for r in history} == {"green/2022/green_tripdata_2022-04.parquet"}
+    assert history[0]["loaded_at"] < history[1]["loaded_at"]
+    assert wh.load_history() == history and wh.load_history("yellow") == []
+    latest = {k: v for k, v in history[-1].items() if k != "lake_object"}
+    assert wh.load_log("green") == [latest]

@@ -179,3 +179,24 @@ def test_a_table_of_an_older_schema_version_gets_the_new_columns_and_keeps_its_m
         ).fetchall()
     assert [n for _, n in nulls] == [0, 0]  # the column is back; 2023 months have no coordinates
     engine.dispose()
+
+
+def test_load_history_lists_every_load_oldest_first_and_the_latest_is_load_log(tmp_path, pg_database):
+    wh = PostgresWarehouse(pg_database)
+    assert wh.load_history() == []  # no load_log yet
+    month = dt.date(2022, 5, 1)
+    loads = []
+    for rows in (600, 400):  # the source re-issued the month: published and loaded again
+        loads.append(published(tmp_path, "green", month, rows, f"m{rows}"))
+        wh.replace_month(services.GREEN, month, *loads[-1], "green 2022-05")
+
+    history = wh.load_history("green")
+
+    assert [(r["service"], r["month"], r["checksum"], r["rows"], r["quarantined"]) for r in history] == [
+        ("green", month, m["checksum"], m["rows"], m["quarantined"]) for _, m in loads
+    ]
+    assert {r["lake_object"] for r in history} == {"green/2022/green_tripdata_2022-05.parquet"}
+    assert history[0]["loaded_at"] < history[1]["loaded_at"]
+    assert wh.load_history() == history and wh.load_history("yellow") == []
+    latest = {k: v for k, v in history[-1].items() if k != "lake_object"}
+    assert wh.load_log("green") == [latest]

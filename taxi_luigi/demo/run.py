@@ -50,6 +50,7 @@ def demo(data: Path, rows: int, workers: int) -> int:
         f"second run: {second:.1f} s, {second_gets} downloads (everything was already complete)"
     )
     print(f"warehouse: {data / 'warehouse.duckdb'}   lake: {data / 'lake'}")
+    print(f"quality site: {data / 'report' / 'index.html'}")
     return 0 if status in (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY) else 1
 
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
 from taxi_luigi.services import Service
+from taxi_luigi.tables import LOAD_LOG
+
+#: load_log's columns in order, as ``load_history`` selects them (and answers them, source_month as ``month``).
+HISTORY_COLUMNS = ", ".join(c.name for c in LOAD_LOG.columns)
 
 #: What a name from configuration may look like, before it is quoted into SQL anyway.
 IDENTIFIERS = {
@@ -28,6 +33,14 @@ def checked_identifier(kind: str, value: str) -> str:
             f"{', hyphens' if kind == 'BigQuery project' else ''}); fix the url."
         )
     return value
+
+
+_HISTORY_KEYS = tuple("month" if c.name == "source_month" else c.name for c in LOAD_LOG.columns)
+
+
+def history_rows(rows: Iterable[Sequence]) -> list[dict]:
+    """``load_history``'s dicts from rows of ``HISTORY_COLUMNS``, whatever the backend's row type."""
+    return [dict(zip(_HISTORY_KEYS, row, strict=True)) for row in rows]
 
 
 class WarehouseError(Exception):
@@ -51,6 +64,11 @@ class Warehouse(ABC):
     @abstractmethod
     def load_log(self, service: str | None = None) -> list[dict]:
         """The latest load of every month, oldest month first."""
+
+    @abstractmethod
+    def load_history(self, service: str | None = None) -> list[dict]:
+        """Every load_log row (service, month, checksum, rows, quarantined, lake_object, loaded_at), by service,
+        month and load time: a month loaded with several checksums is one the source re-issued."""
 
     @abstractmethod
     def forget_month(self, service: str, month: dt.date) -> int:

@@ -27,7 +27,7 @@ from taxi_luigi.lake import Lake
 from taxi_luigi.progress import Say
 from taxi_luigi.services import SOURCE_MONTH, Column, Service
 from taxi_luigi.tables import LOAD_LOG, TRIPS_VIEW, ZONES, ZONES_LOG, Table
-from taxi_luigi.warehouse import Warehouse, WarehouseError
+from taxi_luigi.warehouse import HISTORY_COLUMNS, Warehouse, WarehouseError, history_rows
 
 #: Canonical logical types -> BigQuery types. TLC times are wall-clock New York times without a
 #: zone: DATETIME says so, where TIMESTAMP would claim they are UTC.
@@ -264,12 +264,18 @@ class BigQueryWarehouse(Warehouse):
         return next(iter(job.result(timeout=self.timeout)))[0]
 
     def _latest(self, service: str | None) -> list[bigquery.Row]:
-        sql = f"""
+        return self._log_rows(
+            f"""
 SELECT service, source_month, checksum, rows, quarantined, loaded_at
 FROM {self._sql_name(LOAD_LOG.name)}
 WHERE @service IS NULL OR service = @service
 QUALIFY ROW_NUMBER() OVER (PARTITION BY service, source_month ORDER BY loaded_at DESC) = 1
-ORDER BY service, source_month"""
+ORDER BY service, source_month""",
+            service,
+        )
+
+    def _log_rows(self, sql: str, service: str | None) -> list[bigquery.Row]:
+        """The rows of a query on load_log with an ``@service`` parameter (none: nothing was ever loaded)."""
         params = [bigquery.ScalarQueryParameter("service", "STRING", service)]
         try:
             return list(self._log_query(sql, params).result(timeout=self.timeout))
@@ -323,6 +329,13 @@ ORDER BY service, source_month"""
             }
             for r in self._latest(service)
         ]
+
+    def load_history(self, service: str | None = None) -> list[dict]:
+        sql = (
+            f"SELECT {HISTORY_COLUMNS} FROM {self._sql_name(LOAD_LOG.name)} "
+            "WHERE @service IS NULL OR service = @service ORDER BY service, source_month, loaded_at"
+        )
+        return history_rows(row.values() for row in self._log_rows(sql, service))
 
     def forget_month(self, service: str, month: dt.date) -> int:
         """One DML statement, a transaction of its own. A single query binds parameters, even on bqemulator."""

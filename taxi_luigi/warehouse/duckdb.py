@@ -17,7 +17,7 @@ from taxi_luigi.progress import Say
 from taxi_luigi.services import Column, Service
 from taxi_luigi.sql import ident, one
 from taxi_luigi.tables import LOAD_LOG, TRIPS_VIEW, ZONES, ZONES_LOG, Table
-from taxi_luigi.warehouse import Warehouse, WarehouseError
+from taxi_luigi.warehouse import HISTORY_COLUMNS, Warehouse, WarehouseError, history_rows
 
 _MONTH_CHECK = "CHECK (source_month = date_trunc('month', source_month))"
 
@@ -152,6 +152,14 @@ class DuckDBWarehouse(Warehouse):
         )
         keys = ("service", "month", "checksum", "rows", "quarantined", "loaded_at")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def load_history(self, service: str | None = None) -> list[dict]:
+        rows = self._query(
+            f"SELECT {HISTORY_COLUMNS} FROM {LOAD_LOG.name} WHERE ? IS NULL OR service = ? "
+            "ORDER BY service, source_month, loaded_at",
+            [service, service],
+        )
+        return history_rows(rows)
 
     def forget_month(self, service: str, month: dt.date) -> int:
         if not self.path.exists():  # nothing was ever loaded; do not create the file

@@ -36,7 +36,7 @@ from taxi_luigi.progress import Say
 from taxi_luigi.services import Column, Service
 from taxi_luigi.sql import ident
 from taxi_luigi.tables import LOAD_LOG, TRIPS_VIEW, ZONES, ZONES_LOG, Table
-from taxi_luigi.warehouse import Warehouse, WarehouseError, checked_identifier
+from taxi_luigi.warehouse import HISTORY_COLUMNS, Warehouse, WarehouseError, checked_identifier, history_rows
 
 PG_TYPES = {
     "int32": "integer",
@@ -250,27 +250,35 @@ class PostgresWarehouse(Warehouse):
         cur.execute(f"ALTER TABLE {self._name(table)} ATTACH PARTITION {self._name(part)} FOR VALUES IN (%s)", (month,))
 
     def _latest(self, service: str | None) -> list[dict]:
+        rows = self._log_rows(
+            "SELECT DISTINCT ON (service, source_month) service, source_month, checksum, rows, quarantined, "
+            "loaded_at FROM {log} WHERE CAST(:s AS text) IS NULL OR service = :s "
+            "ORDER BY service, source_month, loaded_at DESC",
+            service,
+        )
+        return [dict(r._mapping) for r in rows]
+
+    def _log_rows(self, sql: str, service: str | None) -> list[sqlalchemy.Row]:
+        """The rows of a query on load_log (``{log}`` in ``sql``) for ``:s``, a service or None (none: nothing was
+        ever loaded)."""
+        log = self._name(LOAD_LOG.name)
         with self._connect() as conn:
-            if (
-                conn.execute(sqlalchemy.text("SELECT to_regclass(:t)"), {"t": self._name(LOAD_LOG.name)}).scalar()
-                is None
-            ):
+            if conn.execute(sqlalchemy.text("SELECT to_regclass(:t)"), {"t": log}).scalar() is None:
                 return []
-            rows = conn.execute(
-                sqlalchemy.text(
-                    f"SELECT DISTINCT ON (service, source_month) service, source_month, checksum, rows, quarantined, "
-                    f"loaded_at FROM {self._name(LOAD_LOG.name)} WHERE CAST(:s AS text) IS NULL OR service = :s "
-                    "ORDER BY service, source_month, loaded_at DESC"
-                ),
-                {"s": service},
-            )
-            return [dict(r._mapping) for r in rows]
+            return list(conn.execute(sqlalchemy.text(sql.format(log=log)), {"s": service}))
 
     def loaded_checksums(self, service: str) -> dict[dt.date, str]:
         return {r["source_month"]: r["checksum"] for r in self._latest(service)}
 
     def load_log(self, service: str | None = None) -> list[dict]:
         return [{"month": r.pop("source_month"), **r} for r in self._latest(service)]
+
+    def load_history(self, service: str | None = None) -> list[dict]:
+        sql = (
+            f"SELECT {HISTORY_COLUMNS} FROM {{log}} WHERE CAST(:s AS text) IS NULL OR service = :s "
+            "ORDER BY service, source_month, loaded_at"
+        )
+        return history_rows(self._log_rows(sql, service))
 
     def forget_month(self, service: str, month: dt.date) -> int:
         log = self._name(LOAD_LOG.name)
