@@ -34,16 +34,19 @@ def parse_month(service: str, text: str, today: dt.date) -> dt.date:
     return months.of_year(svc, month.year, (month.month,), today)[0]  # refuses what a run would refuse
 
 
-def invalidate(service: str, month: dt.date, first: str = "clean") -> Iterator[Removed]:
+def invalidate(service: str, month: dt.date, first: str = "clean", keep_load_log: bool = False) -> Iterator[Removed]:
     """Remove the month's targets of ``first`` and every later step, the last step first.
 
     A generator: each removal is reported once done, so a caller that stops part-way (or
     crashes) has shown exactly what is gone. It holds the month's lock, so it never pulls a target
-    from under a step of the month that is running.
+    from under a step of the month that is running. ``keep_load_log`` keeps the month's load history:
+    from any step before ``load`` the month's Load is due again all the same (its manifest is gone),
+    and the next load adds its row beside the old ones.
     """
+    steps = [s for s in STEPS[STEPS.index(first) :] if not (keep_load_log and s == "load")]
     lock = _files(service, month).lock
     with locks.hold(lock, f"invalidate {months.label(service, month)}", config.locks().wait_seconds):
-        for step in reversed(STEPS[STEPS.index(first) :]):
+        for step in reversed(steps):
             yield from _REMOVE[step](service, month)
 
 

@@ -116,7 +116,8 @@ def refresh(service: str, year: int, months: tuple[int, ...], today: dt.date, dr
     done = []
     for row in rows:
         if row.state == CHANGED:
-            list(invalidate.invalidate(service, row.month, "download"))  # a generator: run it to the end
+            # A generator: run it to the end. The load history stays, so the re-issue shows in load_log.
+            list(invalidate.invalidate(service, row.month, "download", keep_load_log=True))
             row = dataclasses.replace(row, invalidated=True)
         done.append(row)
     return done
