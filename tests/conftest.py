@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,18 @@ from taxi_luigi.warehouse.duckdb import DuckDBWarehouse
 sys.path.insert(0, str(Path(__file__).parent))
 
 REPO = Path(__file__).resolve().parent.parent
+REAL = REPO.parent / "shared" / "real-samples"  # the TLC's own files (its SOURCES.md); never copied here
 pytest_plugins = ["conftest_gcp", "conftest_postgres"]
+
+
+@pytest.fixture(scope="session")
+def real_samples() -> Path:
+    """../shared/real-samples, which sits beside a CI clone: its absence fails CI and skips a user's run."""
+    if not REAL.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{REAL} is missing: CI must have ../shared beside its clone")
+        pytest.skip(f"{REAL} is not here (it sits beside a CI clone); these tests read the TLC's own files")
+    return REAL
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import csv
 import datetime as dt
 import json
 import math
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,22 +21,14 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from conftest import REAL
 from luigi.execution_summary import LuigiStatusCode
 
 from taxi_luigi import services
 from taxi_luigi.tasks import TaxiYear
 
-REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "real-samples"
 HEADS = "nju-wcj__tlc__head1024"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def real_samples() -> Path:
-    if not REAL.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{REAL} is missing: CI must have ../shared beside its clone")
-        pytest.skip(f"{REAL} is not here (it sits beside a CI clone); these tests read the TLC's own files")
-    return REAL
+pytestmark = pytest.mark.usefixtures("real_samples")
 
 
 # The test's own spellings (lower case, stripped), from the TLC's data dictionaries and the files' headers.

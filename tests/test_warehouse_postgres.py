@@ -7,6 +7,7 @@ import json
 import threading
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy
 from luigi.execution_summary import LuigiStatusCode
@@ -30,8 +31,15 @@ def published(tmp_path: Path, service: str, month: dt.date, rows: int, seed_dir:
     """A month cleaned and published to a local lake, as Publish leaves it."""
     work = tmp_path / seed_dir
     truth = sample.write_month(work / "mirror", service, month.year, month.month, "tlc", rows)
+    return published_file(tmp_path, service, month, truth.path, seed_dir)
+
+
+def published_file(tmp_path: Path, service: str, month: dt.date, raw: Path, seed_dir: str) -> tuple[LocalLake, dict]:
+    """The month of the source file ``raw`` cleaned and published to a local lake, as Publish leaves it."""
+    work = tmp_path / seed_dir
+    work.mkdir(parents=True, exist_ok=True)
     out = clean.Outputs(work / "d.parquet", work / "q.parquet")
-    report = clean.clean_month(truth.path, ".parquet", services.service(service), month, out, label="t")
+    report = clean.clean_month(raw, "".join(raw.suffixes), services.service(service), month, out, label="t")
     (work / "r.json").write_text(json.dumps(report))
     the_lake = LocalLake(str(tmp_path / "lake"))
     files = {"data": out.data, "quarantine": out.quarantine, "report": work / "r.json"}
@@ -200,3 +208,77 @@ def test_load_history_lists_every_load_oldest_first_and_the_latest_is_load_log(t
     assert wh.load_history() == history and wh.load_history("yellow") == []
     latest = {k: v for k, v in history[-1].items() if k != "lake_object"}
     assert wh.load_log("green") == [latest]
+
+
+# What each schema type must be in PostgreSQL, from the issue's contract (not from the loader's own table).
+EXACT_TYPES = {
+    "int32": "integer",
+    "int64": "bigint",
+    "double": "double precision",
+    "string": "text",
+    "timestamp": "timestamp without time zone",
+    "date": "date",
+}
+
+
+def rows_by_value(rows: list[tuple]) -> list[tuple]:
+    """Rows in an order of their own: a table's rows have none, and binary COPY groups a batch's by NULLs."""
+    return sorted(rows, key=repr)
+
+
+def assert_month_arrives_exactly(pg_database: str, svc: services.Service, month: dt.date, manifest: dict, lake) -> None:
+    """Every row and every value of the month's clean parquet (read by pyarrow) is in PostgreSQL, typed exactly."""
+    parquet = pq.read_table(Path(lake.root) / manifest["objects"]["data"]["key"])
+    names = ", ".join(f'"{n}"' for n in parquet.column_names)
+    engine = sqlalchemy.create_engine(pg_database.replace("postgresql://", "postgresql+psycopg2://", 1))
+    with engine.connect() as conn:
+        types = dict(conn.execute(sqlalchemy.text(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = :t"
+        ), {"t": f"{svc.table}_{month:%Y%m}"}).fetchall())  # fmt: skip
+        loaded = conn.execute(
+            sqlalchemy.text(f"SELECT {names} FROM {svc.table} WHERE source_month = :m"), {"m": month}
+        ).fetchall()
+    engine.dispose()
+    assert types == {c.name: EXACT_TYPES[c.type] for c in svc.all_columns}
+    expected = [tuple(r.values()) for r in parquet.to_pylist()]
+    assert len(loaded) == len(expected) == manifest["rows"]
+    assert rows_by_value([tuple(r) for r in loaded]) == rows_by_value(expected)
+
+
+@pytest.mark.parametrize("service", list(services.SERVICES))
+def test_every_value_arrives_as_the_parquet_holds_it_row_by_row(tmp_path, pg_database, service):
+    svc, month = services.service(service), dt.date(2023, 3, 1)
+    the_lake, manifest = published(tmp_path, service, month, 120_000, "m")  # several batches, NULLs in most columns
+    PostgresWarehouse(pg_database).replace_month(svc, month, the_lake, manifest, f"{service} 2023-03")
+    assert_month_arrives_exactly(pg_database, svc, month, manifest, the_lake)
+
+
+def test_a_real_tlc_month_arrives_exactly(tmp_path, pg_database, real_samples):
+    raw = real_samples / "green" / "fenago__datasets" / "green_tripdata_2024-01.parquet"
+    month = dt.date(2024, 1, 1)
+    the_lake, manifest = published_file(tmp_path, "green", month, raw, "m")
+    PostgresWarehouse(pg_database).replace_month(services.GREEN, month, the_lake, manifest, "green 2024-01")
+    assert manifest["rows"] > 50_000
+    assert_month_arrives_exactly(pg_database, services.GREEN, month, manifest, the_lake)
+
+
+def test_a_parquet_column_of_another_type_stops_the_load_by_name(tmp_path, pg_database):
+    month = dt.date(2022, 4, 1)
+    work = tmp_path / "m"
+    published(tmp_path, "green", month, 500, "m")
+    data = pq.read_table(work / "d.parquet")
+    at = data.schema.get_field_index("passenger_count")
+    pq.write_table(data.set_column(at, "passenger_count", data["passenger_count"].cast("int64")), work / "d.parquet")
+    the_lake = LocalLake(str(tmp_path / "lake2"))
+    files = {"data": work / "d.parquet", "quarantine": work / "q.parquet", "report": work / "r.json"}
+    manifest = the_lake.publish_month("green", month, files, {})
+    wh = PostgresWarehouse(pg_database)
+
+    with pytest.raises(WarehouseError) as caught:
+        wh.replace_month(services.GREEN, month, the_lake, manifest, "green 2022-04")
+
+    message = str(caught.value)
+    assert "green 2022-04: column passenger_count is int64" in message
+    assert "green_tripdata.passenger_count is integer" in message
+    assert "invalidate green 2022-04 --from clean" in message
+    assert wh.loaded_checksums("green") == {} and counts(pg_database, "green_tripdata") == {}
