@@ -304,7 +304,7 @@ def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
             ratio = course.wall / ours.wall
             found.append(("PostgreSQL: Load >= 10x faster than the course's to_sql", f"{ratio:.1f}x", ratio >= 10))
         ratio = pg["psql \\copy of a CSV"].wall / ours.wall
-        found.append(("PostgreSQL: Load >= 0.7x the speed of psql \\copy", f"{ratio:.2f}x", ratio >= 0.7))
+        found.append(("PostgreSQL: Load >= 1.25x the speed of psql \\copy", f"{ratio:.2f}x", ratio >= 1.25))
         found.append(("PostgreSQL: Load peak RSS <= 512 MB", f"{ours.peak_mb:,.0f} MB", ours.peak_mb <= 512))
     again = next(r.measured for r in rows if r.how == "no-op rerun")
     found.append(("no-op rerun of a finished 12-month year <= 3 s", f"{again.wall:.2f} s", again.wall <= 3))
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_postgres:
             from postgres import postgres_rows
 
-            rows += postgres_rows(bench, yellow, MONTH, course=not args.no_course)
+            rows += postgres_rows(bench, yellow, MONTH, course=not args.no_course, repeats=args.repeats)
         rows += year_rows(bench, mirror, args.year_rows, args.workers_rows)
     command = "./scripts/bench" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     write_results(args.results, rows, command)
