@@ -28,11 +28,15 @@ def test_the_tally_counts_lines_blank_lines_and_separators_of_every_gzip_member(
         assert rawcsv.exact_rows(p, fmt) == 3
 
 
-def test_exact_rows_finds_blank_lines_the_tally_can_miss(tmp_path):
+def test_the_tally_sees_blank_lines_in_a_row_and_exact_rows_the_one_across_chunks(tmp_path):
     path = tmp_path / "m.csv"
-    path.write_bytes(b"a,b\n\n\n\r\n1,2\n")  # three blank lines in a row: the tally sees two
-    assert rawcsv.tally(path, ".csv").rows == 2
-    assert rawcsv.exact_rows(path, ".csv") == 1
+    path.write_bytes(b"a,b\n\n\n\r\n1,2\n")  # three blank lines in a row
+    assert rawcsv.tally(path, ".csv").rows == rawcsv.exact_rows(path, ".csv") == 1
+
+    rows = rawcsv.CHUNK // 4 - 1  # the first chunk ends with a line break, the second starts with a blank line
+    path.write_bytes(b"a,b\n" + b"1,2\n" * rows + b"\n1,2\n")
+    assert rawcsv.tally(path, ".csv").rows == rows + 2  # what the tally can miss
+    assert rawcsv.exact_rows(path, ".csv") == rows + 1
 
 
 def test_a_truncated_gzip_is_a_damaged_source(tmp_path):

@@ -54,6 +54,8 @@ def encode(batch: pa.RecordBatch) -> memoryview:
     n = batch.num_rows
     nulls = {name: batch.column(name).null_count for name in fixed}
     mixed = [name for name in fixed if 0 < nulls[name] < n]
+    if len(mixed) > 63:  # a row's pattern is one bit per such column in an int64; the widest service has 25
+        raise TypeError(f"binary COPY encodes at most 63 fixed-width columns holding some NULLs, not {len(mixed)}")
     if mixed:
         pattern = np.zeros(n, np.int64)
         for bit, name in enumerate(mixed):

@@ -362,8 +362,8 @@ def _copy_columns(cur: cursor, qualified: str, table: str, path: Path, label: st
         if given != (wanted := types.get(field.name)):
             raise WarehouseError(
                 f"{label}: column {field.name} is {field.type} in {path.name}, which loads as {given}, but "
-                f"{table}.{field.name} is {wanted or 'missing'}; rolled back. Re-clean the month "
-                f"(`taxi-luigi invalidate {label} --from clean`) so that its parquet has this version's schema."
+                f"{table}.{field.name} is {wanted or 'missing'}; rolled back. A parquet cleaned by another version "
+                f"is made again by `taxi-luigi invalidate {label} --from clean` and a rerun."
             )
     return pgbinary.column_order(parquet)
 
