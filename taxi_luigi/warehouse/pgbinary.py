@@ -1,7 +1,7 @@
 """Arrow record batches in PostgreSQL's binary COPY format, encoded a batch at a time with numpy and pyarrow.
 
 Why binary: with CSV the server spends the load parsing text (``psql \\copy`` of a month's CSV
-takes twice as long as COPY of the same rows in binary), and binary carries every value
+takes more than twice as long as COPY of the same rows in binary), and binary carries every value
 exactly: timestamps as microseconds, doubles as their IEEE bytes, no text round trip.
 
 The format (PostgreSQL's documentation, "COPY", "Binary Format"): a header, then per row a
