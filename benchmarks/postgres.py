@@ -86,12 +86,7 @@ def postgres_rows(bench, truth: sample.MonthTruth, month: str, course: bool, rep
     """Load, ``psql \\copy``, the CSV loader and (optionally) the course's to_sql of one month, on a server of
     their own."""
     # the benchmark's own helpers; imported here, as run.py imports this module
-    from run import (
-        Measured,
-        Row,
-        in_turns,
-        measure,
-    )
+    from run import Measured, Row, in_turns, measure
 
     label = f"{truth.service} {month}"
     work = bench.work / "postgres"
