@@ -1,43 +1,59 @@
 """Raw month file -> clean parquet + quarantine parquet + quality report. Pure: no Luigi here.
 
-DuckDB does the work: it streams the source in bounded memory and writes parquet directly, so a
-month never sits in Python memory. Every source spelling and physical type is mapped by services.py
-onto one canonical schema, so every month of a service writes byte-for-byte the same parquet schema.
+DuckDB reads and maps the source in bounded memory: every source spelling and physical type is mapped
+by services.py onto one canonical schema, so every month of a service writes byte-for-byte the same
+parquet schema. The mapped rows stream out of one scan as Arrow batches and are split here: clean rows
+go to the clean parquet as they come, quarantined ones (a few) to a staged parquet with their source
+values, turned into text afterwards. A month is read once, whatever its format.
 
-A parquet source is read twice as it is, once for the clean rows and once for the quarantine. A CSV
-is parsed once, with typed columns, into a parquet staged beside the outputs, and both outputs are
-mapped from that, on every core: parsing is what costs, and a csv.gz is parsed on one thread.
-DuckDB reads the CSV leniently (the TLC's own files mix line endings) and what it read is checked
-against rawcsv's count of the file's lines and field separators; where they disagree, a copy with one
-line ending is read strictly instead. The rows DuckDB set aside are placed by Python's csv module: a
-row whose value did not parse is read again as text and cleaned like any other, a row the CSV grammar
+A csv.gz is unpacked once, by rawcsv, into a plain copy beside the outputs while its lines and field
+separators are counted; DuckDB parses the copy on every core. It reads leniently (the TLC's own files
+mix line endings) and what it read is checked against the count; where they disagree, a copy with one
+line ending is read strictly instead. The rows DuckDB set aside are placed by Python's csv module: a row
+whose value did not parse is read again as text and cleaned like any other, a row the CSV grammar
 cannot place is quarantined whole, as ``malformed_row``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from taxi_luigi import geo, months, rawcsv, services, staging
+from taxi_luigi import cleanfile, geo, months, rawcsv, services, staging
 from taxi_luigi import progress as progress_of
-from taxi_luigi.services import MALFORMED, QUARANTINE_LINE, REASONS, SOURCE_MONTH, Column, ColumnMap, Service
-from taxi_luigi.sql import ident, literal, one
+from taxi_luigi.services import (
+    MALFORMED,
+    OTHER_COLUMNS,
+    QUARANTINE_LINE,
+    REASONS,
+    SOURCE_MONTH,
+    Column,
+    ColumnMap,
+    Service,
+)
+from taxi_luigi.sql import ident, literal
 
 #: A column whose values DuckDB's reader refuses in more than this share of the rows is read as text
 #: and cast in SQL instead: setting thousands of rows aside, one at a time, would cost more.
 REREAD_AS_TEXT = 0.01
 REJECT_BATCH = 65_536
+#: Rows of a batch streamed out of DuckDB: the yellow month peaks at 430 MB with these, 520 MB with 65,536,
+#: and takes as long.
+SPLIT_BATCH = 32_768
+#: The batches' copies are made and freed thousands of times a month: pyarrow's default pool (mimalloc)
+#: hands the pages back to the system and faults them in again, 1.5 s more than malloc's on a yellow month.
+POOL = pa.system_memory_pool()
 
 
 class CleanError(Exception):
@@ -70,7 +86,16 @@ def _typed_one(col: Column, ref: str, text: bool) -> str:
     if col.type == "string":
         expr = f"NULLIF(TRIM(CAST({ref} AS VARCHAR)), '')"
         expr = f"UPPER({expr})" if col.normalize == "upper" else expr
-        return f"COALESCE({code_expr(col, ref)}, {expr})" if col.codes else expr  # 2009's flag 1.0 is a code
+        if not col.codes:
+            return expr
+        expr = f"COALESCE({code_expr(col, ref)}, {expr})"  # 2009's flag 1.0 is a code
+        # A value spelled as its own code ('Y') is itself: the lookup's string work, 0.8 s of CPU on a
+        # yellow month's flags, is for the others.
+        kept = [code for code, value in col.codes if code == value == code.strip().upper() and '"' not in code]
+        if kept:
+            spelled = ", ".join(map(literal, kept))
+            expr = f"CASE WHEN CAST({ref} AS VARCHAR) IN ({spelled}) THEN CAST({ref} AS VARCHAR) ELSE {expr} END"
+        return expr
     expr = f"TRY_CAST({ref} AS {col.duckdb_type})"
     if col.codes and text:  # a number is itself; a known code is its number; any other text is null
         expr = f"COALESCE({expr}, {code_expr(col, ref)})"
@@ -128,35 +153,26 @@ def reason_expr(svc: Service, cmap: ColumnMap, month: dt.date, types: dict[str, 
 def month_query(svc: Service, cmap: ColumnMap, month: dt.date, relation: str, types: dict[str, str]) -> str:
     """The one SELECT that maps a source relation onto the month's rows, whichever their fate.
 
-    Its columns: the canonical ones, typed; ``__reason`` (null for a clean row); and, for a quarantined
-    row only, the source values as text in ``__raw_<column>`` (null otherwise, so clean rows carry
-    nothing extra). ``clean_query`` and ``quarantine_query`` cut the two outputs from it.
+    Its columns: the clean table's, typed (``svc.all_columns``, in order); ``__reason`` (null for a clean
+    row); then every source column as read (``types``' keys, in order), for a quarantined row's text.
+    ``_Split`` cuts the two outputs from it.
     """
     typed = [f"{typed_expr(c, cmap.sources(c.name), types)} AS {ident(c.name)}" for c in svc.columns]
-    raw = [
-        f"CASE WHEN __reason IS NOT NULL THEN {raw_expr(cmap.sources(c.name))} END AS {ident('__raw_' + c.name)}"
-        for c in svc.columns
-    ]
+    source = [f"{ident(name)} AS {ident(f'__source_{i}')}" for i, name in enumerate(types)]
     return (
         f"SELECT {', '.join(typed)}, {other_expr(cmap.other)} AS other_columns, "
-        f"DATE {literal(month.isoformat())} AS source_month, __reason, {', '.join(raw)} "
+        f"DATE {literal(month.isoformat())} AS source_month, __reason, {', '.join(source)} "
         f"FROM (SELECT *, {reason_expr(svc, cmap, month, types)} AS __reason FROM {relation})"
     )
 
 
-def clean_query(svc: Service, mapped: str) -> str:
-    """The clean rows of ``month_query``'s output, in the canonical schema."""
-    names = ", ".join(ident(c.name) for c in svc.all_columns)
-    return f"SELECT {names} FROM {mapped} WHERE __reason IS NULL"
-
-
-def quarantine_query(svc: Service, mapped: str) -> str:
-    """The quarantined rows of ``month_query``'s output, in the quarantine's schema (values as text)."""
-    values = ", ".join(f"{ident('__raw_' + c.name)} AS {ident(c.name)}" for c in svc.columns)
+def quarantine_query(svc: Service, cmap: ColumnMap, staged: str) -> str:
+    """Quarantined rows staged by ``_Split`` in the quarantine's schema: each value as the source has it, as text."""
+    values = ", ".join(f"{raw_expr(cmap.sources(c.name))} AS {ident(c.name)}" for c in svc.columns)
     no_line = ", ".join(f"NULL::{c.duckdb_type} AS {ident(c.name)}" for c in QUARANTINE_LINE)
     return (
-        f"SELECT {values}, other_columns, __reason AS reason, source_month, {no_line} FROM {mapped} "
-        "WHERE __reason IS NOT NULL"
+        f"SELECT {values}, __other AS other_columns, __reason AS reason, __month AS source_month, {no_line} "
+        f"FROM {staged}"
     )
 
 
@@ -169,15 +185,118 @@ def malformed_query(svc: Service, month: dt.date, relation: str) -> str:
     )
 
 
+#: A quarantine with no rows to place: ``malformed_query`` over it gives the quarantine's empty shape.
+NO_LINES = "(SELECT NULL::BIGINT AS line_number, NULL::VARCHAR AS raw_line WHERE false)"
+
+
+class _Split:
+    """Streams ``month_query``'s rows out of DuckDB and cuts the two outputs from them: clean rows go to
+    the clean parquet as they come, quarantined ones, with their source values as read, to a staged
+    parquet of their own (one per relation, whose source types differ), for ``quarantine_query``.
+
+    One scan of the source instead of one per output: on 2 cores, the month's parse is most of the work.
+    """
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        svc: Service,
+        month: dt.date,
+        data: Path,
+        scratch: ExitStack,
+        say: Callable[[int, str], None],
+    ) -> None:
+        self.con, self.svc, self.month, self.scratch, self.say = con, svc, month, scratch, say
+        self.data, self.schema = data, svc.arrow_schema()
+        self.writer = cleanfile.Writer(data, self.schema, POOL)
+        self.staged: list[str] = []  # read_parquet() of each staged quarantine
+
+    def restart(self) -> None:
+        """Start both outputs again, empty: a CSV read again another way replaces what was written."""
+        self.writer.close()  # before the path is opened again: a writer left open would end the new file
+        self.writer = cleanfile.Writer(self.data, self.schema, POOL)
+        self.staged = []
+
+    def write(
+        self, relation: str, cmap: ColumnMap, types: dict[str, str], *, expected: int, low: int = 1, high: int = 85
+    ) -> int:
+        """Map and write the rows of ``relation`` (source columns typed as ``types`` says); return how many.
+
+        ``expected``, the rows the relation should hold, scales the progress from ``low`` to ``high``.
+        Columns the source has nothing for (a 2021 month's coordinates) stay out of the query and are
+        added as nulls here: DuckDB would make and convert millions of nulls for each.
+        """
+        filled = [f.name for f in self.schema if _filled(f.name, cmap)]
+        sources = [f"__source_{i}" for i in range(len(types))]
+        mapped = month_query(self.svc, cmap, self.month, relation, types)
+        query = f"SELECT {', '.join(map(ident, [*filled, '__reason', *sources]))} FROM ({mapped})"
+        at = {name: i for i, name in enumerate(filled)}
+        reason = len(filled)
+        other = OTHER_COLUMNS.name in at
+        held = [
+            *([at[OTHER_COLUMNS.name]] if other else []),
+            at[SOURCE_MONTH.name],
+            *range(reason, reason + 1 + len(types)),
+        ]
+        path = self.scratch.enter_context(
+            staging.staged(self.data.with_suffix(f".quarantine{len(self.staged)}.parquet"))
+        )
+        staged: pq.ParquetWriter | None = None
+        rows, shown = 0, time.monotonic()
+        try:
+            for batch in _batches(self.con.sql(query).to_arrow_reader(SPLIT_BATCH)):
+                clean = pc.is_null(batch.column(reason))
+                if n := clean.true_count:
+                    kept = pc.filter(batch.select(range(reason)), clean, memory_pool=POOL)
+                    columns = [kept.column(at[f.name]) if f.name in at else pa.nulls(n, f.type) for f in self.schema]
+                    self.writer.write(pa.table(columns, names=self.schema.names).cast(self.schema))
+                if m := clean.false_count:
+                    part = pc.filter(batch.select(held), pc.invert(clean), memory_pool=POOL)
+                    columns = part.columns if other else [pa.nulls(m, pa.string()), *part.columns]
+                    quarantined = pa.table(columns, names=["__other", "__month", "__reason", *types])
+                    staged = staged or pq.ParquetWriter(path, quarantined.schema, compression="lz4")
+                    staged.write_table(quarantined)
+                rows += len(batch)
+                if time.monotonic() - shown >= 1:
+                    shown = time.monotonic()
+                    self.say(low + (high - low) * rows // max(expected, rows), f"{rows:,} of {expected:,} rows read")
+        finally:
+            if staged:
+                staged.close()
+        if staged:
+            self.staged.append(f"read_parquet({literal(str(path))})")
+        return rows
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _filled(name: str, cmap: ColumnMap) -> bool:
+    """Whether a clean column gets values from this source: the month always, other_columns if any are."""
+    if name == OTHER_COLUMNS.name:
+        return bool(cmap.other)
+    return name == SOURCE_MONTH.name or bool(cmap.sources(name))
+
+
+def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; DuckDB's errors, which its Arrow stream reports as OSError, as DuckDB errors."""
+    while True:
+        try:
+            yield reader.read_next_batch()
+        except StopIteration:
+            return
+        except OSError as e:
+            raise duckdb.Error(str(e)) from None
+
+
 @dataclass
 class _Read:
-    """The month's rows as ``month_query`` subqueries (over the source, or over a csv's staged parse),
-    ready for the two outputs to be cut from them."""
+    """What reading the month gave, its clean rows written: the quarantine's parts, to be written."""
 
-    mapped: list[str]
     cmap: ColumnMap
     rows_in: int
-    malformed: str | None = None  # a relation of (line_number, raw_line)
+    quarantined: list[str] = field(default_factory=list)  # relations of quarantined rows, for quarantine_query
+    malformed: str = NO_LINES  # a relation of (line_number, raw_line)
     notes: dict = field(default_factory=dict)  # for the quality report
 
 
@@ -210,21 +329,18 @@ def clean_month(
             ExitStack() as scratch,
         ):
             if fmt == ".parquet":
-                read = _read_parquet(con, raw, svc, month)
+                read = _read_parquet(con, raw, svc, month, data_tmp, say)
             else:
-                read = _CsvRead(con, raw, fmt, svc, month, label, out, scratch, say).read()
-            clean_parts = [clean_query(svc, mapped) for mapped in read.mapped]
-            quarantine_parts = [quarantine_query(svc, mapped) for mapped in read.mapped]
-            if read.malformed:
-                quarantine_parts.append(malformed_query(svc, month, read.malformed))
-            first = 1 if fmt == ".parquet" else 80  # a CSV's parse took the first 80 %
-            say(first, "cleaning")
-            with progress_of.watch(con, say, first, 90, read.rows_in, "cleaned"):
-                _copy(con, " UNION ALL ".join(clean_parts), data_tmp)
-            with progress_of.watch(con, say, 90, 95, read.rows_in, "checked for quarantine"):
-                _copy(con, " UNION ALL ".join(quarantine_parts), quarantine_tmp)
+                split = scratch.enter_context(contextlib.closing(_Split(con, svc, month, data_tmp, scratch, say)))
+                read = _CsvRead(con, raw, fmt, svc, month, label, out, scratch, split, say).read()
+                split.close()
+                read.quarantined = split.staged
+            parts = [quarantine_query(svc, read.cmap, rows) for rows in read.quarantined]
+            parts.append(malformed_query(svc, month, read.malformed))
+            with progress_of.watch(con, say, 85, 95, read.rows_in, "checked for quarantine"):
+                _copy(con, " UNION ALL ".join(parts), quarantine_tmp)
             zoned = _zones(data_tmp, read.cmap, zones_shapes, say)
-            report = _report(con, svc, data_tmp, quarantine_tmp, read.rows_in) | zoned | read.notes
+            report = _report(con, data_tmp, quarantine_tmp, read.rows_in) | zoned | read.notes
             _check_schema(svc, data_tmp, label)
             if report["rows_in"] != report["rows_clean"] + report["rows_quarantined"]:
                 raise CleanError(
@@ -264,13 +380,26 @@ def clean_month(
     return report
 
 
-def _read_parquet(con: duckdb.DuckDBPyConnection, raw: Path, svc: Service, month: dt.date) -> _Read:
-    """A parquet source is mapped on the fly, once for each output: cheaper than staging it."""
+def _read_parquet(
+    con: duckdb.DuckDBPyConnection, raw: Path, svc: Service, month: dt.date, data: Path, say: Callable[[int, str], None]
+) -> _Read:
+    """A parquet source is read twice, once for each output: its scan is cheap and parallel, and DuckDB's
+    writer, on every core, is what costs (on the 20M-row fhvhv month, 13.4 s against 15.2 s for one scan
+    split by ``_Split``, whose writer has one thread)."""
     relation = f"read_parquet({literal(str(raw))})"
     types = dict(row[:2] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall())
     cmap = services.map_columns(svc, list(types))
+    rows = pq.ParquetFile(raw).metadata.num_rows
     mapped = f"({month_query(svc, cmap, month, relation, types)})"
-    return _Read([mapped], cmap, pq.ParquetFile(raw).metadata.num_rows)
+    names = ", ".join(ident(c.name) for c in svc.all_columns)
+    with progress_of.watch(con, say, 1, 85, rows, "cleaned"):
+        _copy(con, f"SELECT {names} FROM {mapped} WHERE __reason IS NULL", data)
+    source = ", ".join(f"{ident(f'__source_{i}')} AS {ident(name)}" for i, name in enumerate(types))
+    quarantined = (
+        f"(SELECT other_columns AS __other, source_month AS __month, __reason, {source} FROM {mapped} "
+        "WHERE __reason IS NOT NULL)"
+    )
+    return _Read(cmap, rows, [quarantined])
 
 
 def scan_type(col: Column | None, numeric: bool) -> str:
@@ -287,15 +416,13 @@ def scan_type(col: Column | None, numeric: bool) -> str:
 class _Scan:
     """What one pass of DuckDB's reader over the CSV gave: rows kept, and the lines it set aside."""
 
-    staged: Path
-    types: dict[str, str]  # the staged columns' DuckDB types
     accepted: int
     rejects: str  # the rejects table: one row per error, several per line
     refused: dict[str, int]  # CAST errors per column
 
 
 class _CsvRead:
-    """A month's CSV, parsed once into a typed parquet and checked against rawcsv's counts."""
+    """A month's CSV, parsed once, its rows written as they are parsed and checked against rawcsv's counts."""
 
     def __init__(
         self,
@@ -307,38 +434,45 @@ class _CsvRead:
         label: str,
         out: Outputs,
         scratch: ExitStack,
+        split: _Split,
         say: Callable[[int, str], None],
     ) -> None:
         self.con, self.raw, self.fmt, self.svc, self.month, self.label = con, raw, fmt, svc, month, label
-        self.say = say
-        self.out, self.scratch = out, scratch
-        self.dialect = rawcsv.dialect(raw, fmt)
-        self.cmap = services.map_columns(svc, self.dialect.columns)
-        by_source = {name: svc.column(c) for c in self.cmap.mapped for name in self.cmap.sources(c)}
-        self.types = {
-            name: scan_type(by_source.get(name), name in self.dialect.numeric) for name in self.dialect.columns
-        }
+        self.out, self.scratch, self.split, self.say = out, scratch, split, say
         self.scans = 0
 
     def read(self) -> _Read:
-        with ThreadPoolExecutor(1) as pool:
-            counted = pool.submit(rawcsv.tally, self.raw, self.fmt)
-            try:
-                scan = self._scan(self.raw, self.fmt, strict=False, rows=lambda: _known(counted))
-                failed = None
-            except duckdb.Error as e:
-                scan, failed = None, e
-            tally = counted.result()  # a damaged gzip is reported as such, whatever DuckDB made of it
+        if self.fmt == ".csv.gz":  # unpacked once: DuckDB parses a plain file on every core, a gzip on one
+            self.say(1, "unpacking and counting the lines")
+            self.text = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(".csv")))
+            self.tally = rawcsv.tally(self.raw, self.fmt, text_to=self.text)
+        else:
+            self.say(1, "counting the lines")
+            self.text, self.tally = self.raw, rawcsv.tally(self.raw, self.fmt)
+        self.dialect = rawcsv.dialect(self.text, ".csv")
+        self.cmap = services.map_columns(self.svc, self.dialect.columns)
+        by_source = {name: self.svc.column(c) for c in self.cmap.mapped for name in self.cmap.sources(c)}
+        self.types = {
+            name: scan_type(by_source.get(name), name in self.dialect.numeric) for name in self.dialect.columns
+        }
+        tally = self.tally
+        try:
+            scan = self._scan(self.text, strict=False)
+            failed = None
+        except duckdb.Error as e:
+            scan, failed = None, e
         if scan is not None and (text := self._reread_as_text(scan, tally.rows)):
-            scan = self._scan(self.raw, self.fmt, strict=False, rows=tally.rows, text=text)
+            self.split.restart()
+            scan = self._scan(self.text, strict=False, text=text)
         if scan is not None and (rows := self._agrees(scan, tally)) is not None:
-            return self._placed(scan, self.raw, self.fmt, rows, "lenient", unseen_empty=0)
+            return self._placed(scan, self.text, rows, "lenient", unseen_empty=0)
         # One line ending, read strictly: rows the grammar cannot place are set aside rather than cut short.
         copy = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(".lf.csv")))
         self.say(40, "reading again with one line ending")
-        rawcsv.write_lf(self.raw, self.fmt, copy)
+        rawcsv.write_lf(self.text, ".csv", copy)
+        self.split.restart()
         try:
-            scan = self._scan(copy, ".csv", strict=True, rows=tally.rows)
+            scan = self._scan(copy, strict=True)
         except duckdb.Error as e:
             raise CleanError(
                 f"{self.label}: {self.raw.name} cannot be read as CSV: {str(e).splitlines()[0]} "
@@ -360,21 +494,10 @@ class _CsvRead:
                 "Nothing was written; the download is whole, so downloading it again will not help: fix the file "
                 "or report it."
             )
-        return self._placed(scan, copy, ".csv", rows, "strict, one line ending", self._unseen_empty(scan, tally))
+        return self._placed(scan, copy, rows, "strict, one line ending", self._unseen_empty(scan, tally))
 
-    def _scan(
-        self,
-        path: Path,
-        fmt: str,
-        *,
-        strict: bool,
-        rows: int | Callable[[], int | None],
-        text: frozenset[str] = frozenset(),
-    ) -> _Scan:
-        """DuckDB's reader over the file, its rows written as they were parsed (typed) to a staged parquet.
-
-        Only parsing: ``month_query`` maps the staged rows afterwards, on every core, where in the scan of a
-        csv.gz it would lengthen the one thread that unpacks and parses it.
+    def _scan(self, path: Path, *, strict: bool, text: frozenset[str] = frozenset()) -> _Scan:
+        """DuckDB's reader over the plain text, its rows mapped and written by the split as they are parsed.
 
         Columns past the header (empty on the TLC's rows) are typed UUID: an empty field is null, and any
         other value fails to parse, which sets its line aside with the rest.
@@ -404,17 +527,15 @@ class _CsvRead:
         )
         where = f" WHERE {guard}" if guard else ""
         keep = f" EXCLUDE ({', '.join(map(ident, extra))})" if extra else ""
-        query = f"SELECT *{keep} FROM {relation}{where}"
-        staged = self.scratch.enter_context(staging.staged(self.out.data.with_suffix(f".scan{self.scans}.parquet")))
-        with progress_of.watch(self.con, self.say, 1, 80, rows, "read"):
-            copied = self.con.execute(f"COPY ({query}) TO {literal(str(staged))} (FORMAT parquet, COMPRESSION lz4_raw)")
-            accepted = one(copied.fetchone())[0]
+        accepted = self.split.write(
+            f"(SELECT *{keep} FROM {relation}{where})", self.cmap, types, expected=self.tally.rows, low=15
+        )
         refused = dict(
             self.con.execute(
                 f"SELECT column_name, count(*) FROM {rejects} WHERE error_type = 'CAST' GROUP BY ALL"
             ).fetchall()
         )
-        return _Scan(staged, types, accepted, rejects, refused)
+        return _Scan(accepted, rejects, refused)
 
     def _uuid_message(self) -> str:
         return (
@@ -454,7 +575,7 @@ class _CsvRead:
             return None
         if lines == tally.rows:
             return lines
-        return lines if lines == rawcsv.exact_rows(self.raw, self.fmt) else None
+        return lines if lines == rawcsv.exact_rows(self.text, ".csv") else None
 
     def _unseen_empty(self, scan: _Scan, tally: rawcsv.Tally) -> int | None:
         """Empty fields past the declared ones that the strict reader dropped without a word (it sets aside
@@ -465,8 +586,8 @@ class _CsvRead:
         expected = scan.accepted * (width - 1) + sum(text.count(",") for _, text in self._records(scan))
         return tally.commas - expected
 
-    def _placed(self, scan: _Scan, text: Path, fmt: str, rows_in: int, how: str, unseen_empty: int | None) -> _Read:
-        """The staged rows, the set-aside lines placed by Python's csv module, and the malformed ones.
+    def _placed(self, scan: _Scan, text: Path, rows_in: int, how: str, unseen_empty: int | None) -> _Read:
+        """The set-aside lines placed by Python's csv module: rows read again as text, and the malformed ones.
 
         Set-aside lines are streamed a batch at a time: a month whose every row was set aside still
         holds one batch in memory, not the month. ``unseen_empty``: empty fields past the declared ones
@@ -506,15 +627,12 @@ class _CsvRead:
                 else padded + scan.accepted * self.dialect.extra + unseen_empty,
             }
         }
-        staged = f"read_parquet({literal(str(scan.staged))})"
-        mapped = [f"({month_query(self.svc, self.cmap, self.month, staged, scan.types)})"]
         if written:
-            text_rows = f"read_parquet({literal(str(rescued))})"
             as_text = dict.fromkeys(self.dialect.columns, "VARCHAR")
-            mapped.append(f"({month_query(self.svc, self.cmap, self.month, text_rows, as_text)})")
-        result = _Read(mapped, self.cmap, rows_in, notes=notes)
+            self.split.write(f"read_parquet({literal(str(rescued))})", self.cmap, as_text, expected=written, low=85)
+        result = _Read(self.cmap, rows_in, notes=notes)
         if bad:
-            numbers = rawcsv.line_numbers(text, fmt, [offset for offset, _, _ in bad])
+            numbers = rawcsv.line_numbers(text, ".csv", [offset for offset, _, _ in bad])
             table = pa.table(
                 {
                     "line_number": pa.array([numbers[o] + i for o, i, _ in bad], pa.int64()),
@@ -546,10 +664,6 @@ def _zones(data: Path, cmap: ColumnMap, shapes: str, say: Callable[[int, str], N
     return {"zones": f"assigned from {shapes}", "zones_assigned": geo.assign_file(data, geo.load(shapes))}
 
 
-def _known(counted: Future[rawcsv.Tally]) -> int | None:
-    return counted.result().rows if counted.done() and not counted.exception() else None
-
-
 def _connect(memory_limit: str, threads: int, temp_dir: Path | None) -> duckdb.DuckDBPyConnection:
     # Without statistics propagation DuckDB writes every parquet field as optional; with it, a
     # column that happens to have no nulls this month would be written as required.
@@ -572,27 +686,21 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, dest: Path) -> None:
     con.execute(f"COPY ({query}) TO {literal(str(dest))} (FORMAT parquet, COMPRESSION snappy)")
 
 
-def _report(con: duckdb.DuckDBPyConnection, svc: Service, data: Path, quarantine: Path, rows_in: int) -> dict:
-    names = [c.name for c in svc.all_columns if c is not SOURCE_MONTH]
-    nulls = ", ".join(f"count(*) - count({ident(n)})" for n in names)
-    row = one(
-        con.execute(
-            f"SELECT count(*), min(pickup_datetime), max(pickup_datetime), {nulls} "
-            f"FROM read_parquet({literal(str(data))})"
-        ).fetchone()
-    )
+def _report(con: duckdb.DuckDBPyConnection, data: Path, quarantine: Path, rows_in: int) -> dict:
+    """The month's figures, read back from the written files: the clean one's footer, the quarantine's rows."""
+    clean = cleanfile.figures(data)
     by_reason = dict.fromkeys(REASONS, 0)
     by_reason.update(
         con.execute(f"SELECT reason, count(*) FROM read_parquet({literal(str(quarantine))}) GROUP BY reason").fetchall()
     )
     return {
         "rows_in": rows_in,
-        "rows_clean": row[0],
+        "rows_clean": clean.rows,
         "rows_quarantined": sum(by_reason.values()),
         "quarantine_by_reason": by_reason,
-        "pickup_min": row[1].isoformat() if row[1] else None,
-        "pickup_max": row[2].isoformat() if row[2] else None,
-        "null_counts": dict(zip(names, row[3:], strict=True)),
+        "pickup_min": clean.pickup_min.isoformat() if clean.pickup_min else None,
+        "pickup_max": clean.pickup_max.isoformat() if clean.pickup_max else None,
+        "null_counts": {name: n for name, n in clean.nulls.items() if name != SOURCE_MONTH.name},
     }
 
 

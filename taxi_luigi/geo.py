@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from taxi_luigi import staging
+from taxi_luigi import cleanfile, staging
 
 if TYPE_CHECKING:  # the zones extra: imported where it is used
     import shapely
@@ -130,7 +130,7 @@ def assign_file(path: Path, zones: Zones) -> dict[str, int]:
     source = pq.ParquetFile(path)
     schema = source.schema_arrow
     with staging.staged(path) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
+        with cleanfile.Writer(tmp, schema) as writer:
             for batch in source.iter_batches(batch_size=BATCH_ROWS):
                 columns = dict(zip(batch.schema.names, batch.columns, strict=True))
                 for (zone, lon, lat), key in zip(ENDS, counts, strict=True):
@@ -139,6 +139,6 @@ def assign_file(path: Path, zones: Zones) -> dict[str, int]:
                     )
                     counts[key] += len(ids) - ids.null_count
                     columns[zone] = ids.cast(schema.field(zone).type)
-                writer.write_batch(pa.record_batch([columns[n] for n in schema.names], schema=schema))
+                writer.write(pa.table([columns[n] for n in schema.names], schema=schema))
         os.replace(tmp, path)
     return counts

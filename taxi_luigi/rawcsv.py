@@ -2,23 +2,27 @@
 
 Clean lets DuckDB parse a month (fast, on every core) and checks what DuckDB read against counts
 taken here, in one pass over the same bytes: the lines after the header and the field separators on
-them. The TLC's own files bend the CSV grammar (research: real-samples/SOURCES.md): a header ended by
-LF before CRLF rows, a blank line after it, a last line ended by LF alone, two empty fields past the
-header on every row. The counts are what lets Clean read such files leniently and still know that no
-row was split, merged or cut short; where they disagree, Clean reads a copy with one line ending.
+them. For a csv.gz that pass also unpacks it, into the plain text DuckDB then parses. The TLC's own
+files bend the CSV grammar (research: real-samples/SOURCES.md): a header ended by LF before CRLF
+rows, a blank line after it, a last line ended by LF alone, two empty fields past the header on every
+row. The counts are what lets Clean read such files leniently and still know that no row was split,
+merged or cut short; where they disagree, Clean reads a copy with one line ending.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from isal import isal_zlib
 
 CHUNK = 1 << 20
 HEADER_BYTES = 1 << 16  # the TLC's headers are a few hundred bytes
@@ -98,7 +102,9 @@ def _is_number(text: str) -> bool:
 def text_chunks(path: Path, fmt: str) -> Iterator[bytes]:
     """The file's text a chunk at a time; a csv.gz is unpacked, member after member, its CRC checked.
 
-    Raises DamagedSource for a damaged or truncated gzip: the download is bad, not the data.
+    ISA-L unpacks a yellow month's 196 MB in 0.7 s of CPU, where zlib takes 2.2 s: Clean unpacks a
+    csv.gz once, and waits for it. Raises DamagedSource for a damaged or truncated gzip: the download
+    is bad, not the data.
     """
     if fmt != ".csv.gz":
         with open(path, "rb") as f:
@@ -107,16 +113,18 @@ def text_chunks(path: Path, fmt: str) -> Iterator[bytes]:
         return
     try:
         with open(path, "rb") as f:
-            unzip = zlib.decompressobj(wbits=31)
+            unzip = isal_zlib.decompressobj(wbits=31)
             while chunk := f.read(CHUNK):
                 while chunk:
                     if unzip.eof:  # a gzip file may hold several members, one after another
-                        unzip = zlib.decompressobj(wbits=31)
+                        unzip = isal_zlib.decompressobj(wbits=31)
                     yield unzip.decompress(chunk)
                     chunk = unzip.unused_data if unzip.eof else b""
             if not unzip.eof:
-                raise zlib.error("the file ends inside the compressed stream")
-    except zlib.error as e:
+                raise DamagedSource(
+                    f"{path.name} is a damaged or truncated gzip (the file ends inside the compressed stream)."
+                )
+    except isal_zlib.error as e:  # type: ignore[misc]  # isal's stubs declare an instance, not the class
         raise DamagedSource(f"{path.name} is a damaged or truncated gzip ({e}).") from None
 
 
@@ -134,31 +142,62 @@ class Tally:
         return self.lines - self.blank
 
 
-def tally(path: Path, fmt: str) -> Tally:
-    """One pass over the text, counted with numpy (a quarter of the CPU of bytes.count, on the core DuckDB's
-    parse also wants). Blank lines are found between line breaks one or two bytes apart (``\n\n``,
-    ``\n\r\n``), which misses one across chunks: ``exact_rows`` settles a doubt."""
-    lines = commas = quotes = blank = 0
-    header_commas = header_quotes = None
-    last = b""
-    for chunk in text_chunks(path, fmt):
+class _Counter:
+    """The running counts of ``tally``, a chunk at a time."""
+
+    def __init__(self) -> None:
+        self.lines = self.commas = self.quotes = self.blank = 0
+        self.header: tuple[int, int] | None = None  # the header's commas and quotes
+        self.last = b""
+
+    def add(self, chunk: bytes) -> None:
         if not chunk:
-            continue
-        if header_commas is None:
+            return
+        if self.header is None:
             end = chunk.find(b"\n")
-            header_commas = chunk.count(b",", 0, end if end >= 0 else len(chunk))
-            header_quotes = chunk.count(b'"', 0, end if end >= 0 else len(chunk))
+            end = end if end >= 0 else len(chunk)
+            self.header = (chunk.count(b",", 0, end), chunk.count(b'"', 0, end))
         text = np.frombuffer(chunk, np.uint8)
         breaks = np.flatnonzero(text == _LF)
         gaps = np.diff(breaks)
-        lines += len(breaks)
-        commas += int(np.count_nonzero(text == _COMMA))
-        quotes += int(np.count_nonzero(text == _QUOTE))
-        blank += int(np.count_nonzero(gaps == 1) + np.count_nonzero((gaps == 2) & (text[breaks[:-1] + 1] == _CR)))
-        last = chunk[-2:]
-    unterminated = bool(last) and not last.endswith(b"\n") and last != b"\r"  # rough: a lone "\r" ends nothing
-    total = lines + unterminated  # the header included
-    return Tally(max(total - 1, 0), blank, commas - (header_commas or 0), quotes - (header_quotes or 0))
+        self.lines += len(breaks)
+        self.commas += int(np.count_nonzero(text == _COMMA))
+        self.quotes += int(np.count_nonzero(text == _QUOTE))
+        self.blank += int(np.count_nonzero(gaps == 1) + np.count_nonzero((gaps == 2) & (text[breaks[:-1] + 1] == _CR)))
+        self.last = chunk[-2:]
+
+    def tally(self) -> Tally:
+        last = self.last
+        unterminated = bool(last) and not last.endswith(b"\n") and last != b"\r"  # rough: a lone "\r" ends nothing
+        total = self.lines + unterminated  # the header included
+        commas, quotes = self.header or (0, 0)
+        return Tally(max(total - 1, 0), self.blank, self.commas - commas, self.quotes - quotes)
+
+
+def tally(path: Path, fmt: str, text_to: Path | None = None) -> Tally:
+    """One pass over the text, counted with numpy (a quarter of the CPU of bytes.count); with ``text_to``,
+    the text is also written there, so that a csv.gz is unpacked once for the count and the parse.
+
+    A thread counts each chunk while the next is unpacked and written. Blank lines are found between
+    line breaks one or two bytes apart (``\n\n``, ``\n\r\n``), which misses one across chunks:
+    ``exact_rows`` settles a doubt.
+    """
+    counter = _Counter()
+    with (
+        ThreadPoolExecutor(1) as counting,
+        ThreadPoolExecutor(1) as writing,
+        open(text_to, "wb") if text_to else contextlib.nullcontext() as out,
+    ):
+        pending: list[Future[object]] = []
+        for chunk in text_chunks(path, fmt):
+            for done in pending:
+                done.result()
+            pending = [counting.submit(counter.add, chunk)]
+            if out:
+                pending.append(writing.submit(out.write, chunk))
+        for done in pending:
+            done.result()
+    return counter.tally()
 
 
 def exact_rows(path: Path, fmt: str) -> int:

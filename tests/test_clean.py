@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import gzip
+import io
 import json
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -261,3 +265,37 @@ def test_a_row_the_lenient_read_would_cut_short_sends_the_month_to_the_strict_re
     assert report["csv"]["read"] == "strict, one line ending"
     assert report["csv"]["empty_fields_dropped"] == 2
     assert pq.read_table(out.data, columns=["dispatching_base_num"]).column(0).to_pylist()[-1] == "B24999"
+
+
+def test_a_column_refused_on_many_rows_is_read_again_as_text_and_each_row_written_once(tmp_path):
+    """One row in twenty spells passenger_count as a word: DuckDB's typed read refuses over 1 % of the
+    rows, so the month is read again with that column as text, and the first read's rows are replaced,
+    not added to. Expected figures from Python's csv and gzip modules."""
+    header = ["VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "passenger_count", "total_amount"]
+    lines = [
+        [
+            str(1 + i % 2),
+            f"2021-01-{1 + i % 28:02d} 10:00:00",
+            f"2021-01-{1 + i % 28:02d} 10:20:00",
+            "two" if i % 20 == 0 else str(i % 4),
+            f"{i % 50}.25",
+        ]
+        for i in range(4_000)
+    ]
+    src = tmp_path / "yellow_tripdata_2021-01.csv.gz"
+    src.write_bytes(gzip.compress("\n".join(",".join(row) for row in [header, *lines]).encode() + b"\n"))
+
+    report, out = run_clean(src, "yellow", 2021, 1, tmp_path / "out")
+
+    rows = list(csv.DictReader(io.StringIO(gzip.decompress(src.read_bytes()).decode())))
+    zero = [r for r in rows if r["passenger_count"] == "0"]
+    clean_rows = [r for r in rows if r["passenger_count"] != "0"]
+    assert (report["rows_in"], report["rows_clean"]) == (len(rows), len(clean_rows))
+    assert report["quarantine_by_reason"]["passenger_count_zero"] == len(zero)
+    assert report["csv"]["rows_read_again_as_text"] == 0  # the column was read as text, not row by row
+    table = pq.read_table(out.data, columns=["passenger_count", "total_amount"])
+    words = sum(r["passenger_count"] == "two" for r in clean_rows)
+    assert table["passenger_count"].null_count == report["null_counts"]["passenger_count"] == words
+    assert pc.sum(table["total_amount"]).as_py() == pytest.approx(sum(float(r["total_amount"]) for r in clean_rows))
+    quarantined = pq.read_table(out.quarantine, columns=["passenger_count"]).column(0).to_pylist()
+    assert quarantined == ["0"] * len(zero)

@@ -26,6 +26,22 @@ def test_the_tally_counts_lines_blank_lines_and_separators_of_every_gzip_member(
         tally = rawcsv.tally(p, fmt)
         assert (tally.lines, tally.blank, tally.rows, tally.commas, tally.quotes) == (5, 2, 3, 3, 0)
         assert rawcsv.exact_rows(p, fmt) == 3
+    copy = tmp_path / "copy.csv"
+    assert rawcsv.tally(path, ".csv.gz", text_to=copy) == rawcsv.tally(plain, ".csv")
+    assert copy.read_bytes() == TEXT
+
+
+def test_the_text_copy_of_a_month_is_the_gzip_module_s_and_counted_alike(tmp_path):
+    """Many chunks, counted on a thread while the next is unpacked: the copy is byte for byte what
+    Python's gzip module unpacks, and the counts are those of the plain file."""
+    truth = sample.write_month(tmp_path, "yellow", 2021, 3, "dtc", 60_000)
+    text = gzip.decompress(truth.path.read_bytes())
+    assert len(text) > 4 * rawcsv.CHUNK
+    copy = tmp_path / "copy.csv"
+    tally = rawcsv.tally(truth.path, ".csv.gz", text_to=copy)
+    assert copy.read_bytes() == text
+    assert tally.lines == text.count(b"\n") - 1 and tally.commas == text.count(b",") - text.split(b"\n")[0].count(b",")
+    assert tally == rawcsv.tally(copy, ".csv")
 
 
 def test_the_tally_sees_blank_lines_in_a_row_and_exact_rows_the_one_across_chunks(tmp_path):
