@@ -154,16 +154,35 @@ def month_query(svc: Service, cmap: ColumnMap, month: dt.date, relation: str, ty
     """The one SELECT that maps a source relation onto the month's rows, whichever their fate.
 
     Its columns: the clean table's, typed (``svc.all_columns``, in order); ``__reason`` (null for a clean
-    row); then every source column as read (``types``' keys, in order), for a quarantined row's text.
-    ``_Split`` cuts the two outputs from it.
+    row); then the source columns as read (``types``' keys, in order) that no clean column holds as they
+    are, for a quarantined row's text: ``source_columns`` says where each source column's value is.
     """
     typed = [f"{typed_expr(c, cmap.sources(c.name), types)} AS {ident(c.name)}" for c in svc.columns]
-    source = [f"{ident(name)} AS {ident(f'__source_{i}')}" for i, name in enumerate(types)]
+    carried = _carried(svc, cmap, types)
+    source = [f"{ident(name)} AS {ident(f'__source_{i}')}" for i, name in enumerate(types) if name not in carried]
     return (
         f"SELECT {', '.join(typed)}, {other_expr(cmap.other)} AS other_columns, "
-        f"DATE {literal(month.isoformat())} AS source_month, __reason, {', '.join(source)} "
+        f"DATE {literal(month.isoformat())} AS source_month, {', '.join(['__reason', *source])} "
         f"FROM (SELECT *, {reason_expr(svc, cmap, month, types)} AS __reason FROM {relation})"
     )
+
+
+def source_columns(svc: Service, cmap: ColumnMap, types: dict[str, str]) -> list[str]:
+    """For each source column, the column of ``month_query`` that holds its value as read."""
+    carried = _carried(svc, cmap, types)
+    return [carried.get(name, f"__source_{i}") for i, name in enumerate(types)]
+
+
+def _carried(svc: Service, cmap: ColumnMap, types: dict[str, str]) -> dict[str, str]:
+    """Source columns a clean column holds unchanged (a DOUBLE fare, a TIMESTAMP pickup), by the clean
+    column's name: passing them through the scan a second time would double their share of it."""
+    carried = {}
+    for c in svc.columns:
+        sources = cmap.sources(c.name)
+        same = len(sources) == 1 and types.get(sources[0]) == c.duckdb_type
+        if same and c.type != "string" and not c.codes and not c.zero_is_null:
+            carried[sources[0]] = c.name
+    return carried
 
 
 def quarantine_query(svc: Service, cmap: ColumnMap, staged: str) -> str:
@@ -227,16 +246,18 @@ class _Split:
         added as nulls here: DuckDB would make and convert millions of nulls for each.
         """
         filled = [f.name for f in self.schema if _filled(f.name, cmap)]
-        sources = [f"__source_{i}" for i in range(len(types))]
+        sources = source_columns(self.svc, cmap, types)
+        passed = [name for name in sources if name.startswith("__source_")]
         mapped = month_query(self.svc, cmap, self.month, relation, types)
-        query = f"SELECT {', '.join(map(ident, [*filled, '__reason', *sources]))} FROM ({mapped})"
-        at = {name: i for i, name in enumerate(filled)}
-        reason = len(filled)
+        query = f"SELECT {', '.join(map(ident, [*filled, '__reason', *passed]))} FROM ({mapped})"
+        at = {name: i for i, name in enumerate([*filled, "__reason", *passed])}
+        reason = at["__reason"]
         other = OTHER_COLUMNS.name in at
         held = [
             *([at[OTHER_COLUMNS.name]] if other else []),
             at[SOURCE_MONTH.name],
-            *range(reason, reason + 1 + len(types)),
+            reason,
+            *(at[name] for name in sources),
         ]
         path = self.scratch.enter_context(
             staging.staged(self.data.with_suffix(f".quarantine{len(self.staged)}.parquet"))
@@ -249,7 +270,7 @@ class _Split:
                 if n := clean.true_count:
                     kept = pc.filter(batch.select(range(reason)), clean, memory_pool=POOL)
                     columns = [kept.column(at[f.name]) if f.name in at else pa.nulls(n, f.type) for f in self.schema]
-                    self.writer.write(pa.table(columns, names=self.schema.names).cast(self.schema))
+                    self.writer.write(pa.Table.from_arrays(columns, schema=self.schema))
                 if m := clean.false_count:
                     part = pc.filter(batch.select(held), pc.invert(clean), memory_pool=POOL)
                     columns = part.columns if other else [pa.nulls(m, pa.string()), *part.columns]
@@ -394,7 +415,10 @@ def _read_parquet(
     names = ", ".join(ident(c.name) for c in svc.all_columns)
     with progress_of.watch(con, say, 1, 85, rows, "cleaned"):
         _copy(con, f"SELECT {names} FROM {mapped} WHERE __reason IS NULL", data)
-    source = ", ".join(f"{ident(f'__source_{i}')} AS {ident(name)}" for i, name in enumerate(types))
+    source = ", ".join(
+        f"{ident(column)} AS {ident(name)}"
+        for column, name in zip(source_columns(svc, cmap, types), types, strict=True)
+    )
     quarantined = (
         f"(SELECT other_columns AS __other, source_month AS __month, __reason, {source} FROM {mapped} "
         "WHERE __reason IS NOT NULL)"

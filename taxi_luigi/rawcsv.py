@@ -158,12 +158,12 @@ class _Counter:
             end = end if end >= 0 else len(chunk)
             self.header = (chunk.count(b",", 0, end), chunk.count(b'"', 0, end))
         text = np.frombuffer(chunk, np.uint8)
-        breaks = np.flatnonzero(text == _LF)
-        gaps = np.diff(breaks)
-        self.lines += len(breaks)
+        breaks = text == _LF
+        self.lines += int(np.count_nonzero(breaks))
         self.commas += int(np.count_nonzero(text == _COMMA))
         self.quotes += int(np.count_nonzero(text == _QUOTE))
-        self.blank += int(np.count_nonzero(gaps == 1) + np.count_nonzero((gaps == 2) & (text[breaks[:-1] + 1] == _CR)))
+        self.blank += int(np.count_nonzero(breaks[:-1] & breaks[1:]))  # \n\n
+        self.blank += int(np.count_nonzero(breaks[:-2] & (text[1:-1] == _CR) & breaks[2:]))  # \n\r\n
         self.last = chunk[-2:]
 
     def tally(self) -> Tally:

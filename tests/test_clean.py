@@ -299,3 +299,33 @@ def test_a_column_refused_on_many_rows_is_read_again_as_text_and_each_row_writte
     assert pc.sum(table["total_amount"]).as_py() == pytest.approx(sum(float(r["total_amount"]) for r in clean_rows))
     quarantined = pq.read_table(out.quarantine, columns=["passenger_count"]).column(0).to_pylist()
     assert quarantined == ["0"] * len(zero)
+
+
+def test_a_quarantined_row_keeps_each_value_as_read(tmp_path):
+    """Quarantined rows keep every source value as text, whether the scan passed it through or a clean
+    column held it unchanged (amounts and times): numbers as DuckDB prints the DOUBLE it read, times as
+    timestamps print, text as written. Expected values from Python's csv module."""
+    header = "VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,passenger_count,store_and_fwd_flag,fare_amount"
+    lines = [
+        "1,2021-01-03 10:00:00,2021-01-03 10:20:00,2,N,12.50",
+        "2,2021-01-04 11:00:00,2021-01-04 11:05:00,0,Y,7",  # passenger_count_zero
+        "1,2021-01-05 12:00:00,2021-01-05 11:00:00,1,N,.5",  # dropoff_before_pickup
+    ]
+    src = tmp_path / "yellow_tripdata_2021-01.csv"
+    src.write_text("\n".join([header, *lines]) + "\n")
+
+    report, out = run_clean(src, "yellow", 2021, 1, tmp_path / "out")
+
+    rows = list(csv.DictReader(io.StringIO(src.read_text())))
+    assert (report["rows_clean"], report["rows_quarantined"]) == (1, 2)
+    quarantined = sorted(pq.read_table(out.quarantine).to_pylist(), key=lambda r: r["reason"])
+    for row, source, reason in zip(
+        quarantined, rows[2:0:-1], ["dropoff_before_pickup", "passenger_count_zero"], strict=True
+    ):
+        assert row["reason"] == reason
+        assert row["vendor_id"] == str(float(source["VendorID"]))
+        assert row["pickup_datetime"] == str(dt.datetime.fromisoformat(source["tpep_pickup_datetime"]))
+        assert row["dropoff_datetime"] == str(dt.datetime.fromisoformat(source["tpep_dropoff_datetime"]))
+        assert row["passenger_count"] == str(float(source["passenger_count"]))
+        assert row["store_and_fwd_flag"] == source["store_and_fwd_flag"]
+        assert row["fare_amount"] == str(float(source["fare_amount"]))
