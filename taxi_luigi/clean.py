@@ -2,9 +2,10 @@
 
 DuckDB reads and maps the source in bounded memory: every source spelling and physical type is mapped
 by services.py onto one canonical schema, so every month of a service writes byte-for-byte the same
-parquet schema. The mapped rows stream out of one scan as Arrow batches and are split here: clean rows
-go to the clean parquet as they come, quarantined ones (a few) to a staged parquet with their source
-values, turned into text afterwards. A month is read once, whatever its format.
+parquet schema. A parquet source, cheap to scan, is read once for each output by a DuckDB COPY. A CSV,
+whose parse is most of the work, is parsed once: its mapped rows stream out of the scan as Arrow batches
+and are split here, clean rows to the clean parquet as they come, quarantined ones (a few) to a staged
+parquet with their source values, turned into text afterwards.
 
 A csv.gz is unpacked once, by rawcsv, into a plain copy beside the outputs while its lines and field
 separators are counted; DuckDB parses the copy on every core. It reads leniently (the TLC's own files
@@ -16,12 +17,11 @@ cannot place is quarantined whole, as ``malformed_row``.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -362,7 +362,7 @@ def clean_month(
             if fmt == ".parquet":
                 read = _read_parquet(con, raw, svc, month, data_tmp, say)
             else:
-                split = scratch.enter_context(contextlib.closing(_Split(con, svc, month, data_tmp, scratch, say)))
+                split = scratch.enter_context(closing(_Split(con, svc, month, data_tmp, scratch, say)))
                 read = _CsvRead(con, raw, fmt, svc, month, label, out, scratch, split, say).read()
                 split.close()
             parts = [quarantine_query(svc, read.cmap, rows) for rows in read.quarantined]
