@@ -266,8 +266,7 @@ class _Split:
         path = self.scratch.enter_context(
             staging.staged(self.data.with_suffix(f".quarantine{len(self.staged)}.parquet"))
         )
-        staged: pq.ParquetWriter | None = None
-        held_rows: list[pa.Table] = []
+        staged: cleanfile.Writer | None = None  # opened on the first quarantined row
         rows, shown = 0, time.monotonic()
         try:
             for batch in _batches(self.con.sql(query).to_arrow_reader(SPLIT_BATCH)):
@@ -279,18 +278,13 @@ class _Split:
                 if m := clean.false_count:  # a few rows: taken by index, where a filter reads every row
                     part = batch.select(held).take(pc.indices_nonzero(pc.invert(clean), memory_pool=POOL))
                     columns = part.columns if other else [pa.nulls(m, pa.string()), *part.columns]
-                    held_rows.append(pa.table(columns, names=["__other", "__month", "__reason", *types]))
-                    if sum(map(len, held_rows)) >= cleanfile.ROW_GROUP:  # a row group per batch costs 0.5 s
-                        staged = staged or pq.ParquetWriter(path, held_rows[0].schema, compression="lz4")
-                        staged.write_table(pa.concat_tables(held_rows))
-                        held_rows = []
+                    quarantined = pa.table(columns, names=["__other", "__month", "__reason", *types])
+                    staged = staged or cleanfile.Writer(path, quarantined.schema, POOL)
+                    staged.write(quarantined)  # in full row groups: one per batch cost 0.2 s
                 rows += len(batch)
                 if time.monotonic() - shown >= 1:
                     shown = time.monotonic()
                     self.say(low + (high - low) * rows // max(expected, rows), f"{rows:,} of {expected:,} rows read")
-            if held_rows:
-                staged = staged or pq.ParquetWriter(path, held_rows[0].schema, compression="lz4")
-                staged.write_table(pa.concat_tables(held_rows))
         finally:
             if staged:
                 staged.close()
