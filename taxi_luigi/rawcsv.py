@@ -158,12 +158,15 @@ class _Counter:
             end = end if end >= 0 else len(chunk)
             self.header = (chunk.count(b",", 0, end), chunk.count(b'"', 0, end))
         text = np.frombuffer(chunk, np.uint8)
-        breaks = text == _LF
-        self.lines += int(np.count_nonzero(breaks))
+        # Blank lines from the gaps between line breaks: a pass over the few breaks, not over every byte.
+        breaks = np.flatnonzero(text == _LF)
+        gaps = np.diff(breaks)
+        self.lines += len(breaks)
+        self.blank += int(np.count_nonzero(gaps == 1))  # \n\n
+        self.blank += int(np.count_nonzero(text[breaks[:-1][gaps == 2] + 1] == _CR))  # \n\r\n
         self.commas += int(np.count_nonzero(text == _COMMA))
-        self.quotes += int(np.count_nonzero(text == _QUOTE))
-        self.blank += int(np.count_nonzero(breaks[:-1] & breaks[1:]))  # \n\n
-        self.blank += int(np.count_nonzero(breaks[:-2] & (text[1:-1] == _CR) & breaks[2:]))  # \n\r\n
+        if chunk.find(b'"') >= 0:  # most files hold no quote: memchr finds that in a tenth of the time
+            self.quotes += int(np.count_nonzero(text == _QUOTE))
         self.last = chunk[-2:]
 
     def tally(self) -> Tally:
@@ -175,7 +178,7 @@ class _Counter:
 
 
 def tally(path: Path, fmt: str, text_to: Path | None = None) -> Tally:
-    """One pass over the text, counted with numpy (a quarter of the CPU of bytes.count); with ``text_to``,
+    """One pass over the text, counted with numpy (a third of the CPU of bytes.count); with ``text_to``,
     the text is also written there, so that a csv.gz is unpacked once for the count and the parse.
 
     A thread counts each chunk while the next is unpacked and written. Blank lines are found between

@@ -55,6 +55,16 @@ def test_the_tally_sees_blank_lines_in_a_row_and_exact_rows_the_one_across_chunk
     assert rawcsv.exact_rows(path, ".csv") == rows + 1
 
 
+def test_the_tally_counts_quotes_past_the_header_in_every_chunk_that_holds_them(tmp_path):
+    path = tmp_path / "m.csv"
+    plain = b"1,2\n" * (rawcsv.CHUNK // 4)  # a first chunk with no quote at all
+    quoted = b'"3","x,y"\n' * 1000
+    path.write_bytes(b"a,b\n" + plain + quoted)
+    tally = rawcsv.tally(path, ".csv")
+    assert (tally.quotes, tally.commas) == (4 * 1000, len(plain) // 4 + 2 * 1000)
+    assert tally.rows == len(plain) // 4 + 1000
+
+
 def test_a_truncated_gzip_is_a_damaged_source(tmp_path):
     truth = sample.write_month(tmp_path, "yellow", 2021, 3, "dtc", 2000)
     data = truth.path.read_bytes()
