@@ -168,7 +168,7 @@ class _Counter:
         self.blank += int(np.count_nonzero(gaps == 1))  # \n\n
         self.blank += int(np.count_nonzero(text[breaks[:-1][gaps == 2] + 1] == _CR))  # \n\r\n
         self.commas += int(np.count_nonzero(np.equal(text, _COMMA, out=mask)))
-        if chunk.find(b'"') >= 0:  # most files hold no quote: memchr finds that in a tenth of the time
+        if chunk.find(b'"') >= 0:  # most files hold no quote: memchr finds that in a fifth of the time
             self.quotes += int(np.count_nonzero(np.equal(text, _QUOTE, out=mask)))
         self.last = bytes(chunk[-2:])
 
