@@ -100,21 +100,17 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def text_chunks(path: Path, fmt: str, *, reuse: bool = False) -> Iterator[bytes | bytearray]:
+def text_chunks(path: Path, fmt: str) -> Iterator[bytearray]:
     """The file's text CHUNK bytes at a time; a csv.gz is unpacked, member after member, its CRC checked.
 
     ISA-L unpacks a yellow month's 196 MB in 0.7 s of CPU, where zlib takes 2.2 s: Clean unpacks a
-    csv.gz once, and waits for it. With ``reuse``, the chunks are two buffers in turn, a chunk overwritten
-    two chunks on: a new object per chunk is fresh memory, faulted in page by page (the yellow month:
+    csv.gz once, and waits for it. The chunks are two buffers in turn, so a chunk is overwritten two
+    chunks on: a new object per chunk is fresh memory, faulted in page by page (the yellow month:
     200,000 faults, 0.7 s of system time). Raises DamagedSource for a damaged or truncated gzip: the
     download is bad, not the data.
     """
     try:
         with igzip.open(path, "rb") if fmt == ".csv.gz" else open(path, "rb") as f:
-            if not reuse:
-                while chunk := f.read(CHUNK):
-                    yield chunk
-                return
             buffers = (bytearray(CHUNK), bytearray(CHUNK))
             for turn in itertools.count():
                 buffer = buffers[turn % 2]
@@ -152,7 +148,7 @@ class _Counter:
         self.last = b""
         self.mask = np.empty(CHUNK, np.bool_)
 
-    def add(self, chunk: bytes | bytearray) -> None:
+    def add(self, chunk: bytearray) -> None:
         if not chunk:
             return
         if self.header is None:
@@ -195,7 +191,7 @@ def tally(path: Path, fmt: str, text_to: Path | None = None) -> Tally:
         open(text_to, "wb") if text_to else contextlib.nullcontext() as out,
     ):
         pending: list[Future[object]] = []
-        for chunk in text_chunks(path, fmt, reuse=True):  # a chunk is done with before its buffer is reused
+        for chunk in text_chunks(path, fmt):  # a chunk's count and write end before its buffer is reused
             for done in pending:
                 done.result()
             pending = [counting.submit(counter.add, chunk)]
